@@ -1,0 +1,31 @@
+# Two targets a newcomer needs: `make run` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test test-lib test-notebooks notebooks bench lab clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	touch $@
+
+run: $(VENV)/.installed          ## the main job: the whole two-stage pipeline, results table
+	$(PY) -m twostage_lib run
+
+test: $(VENV)/.installed         ## every test: the library's unit tests, then the notebooks under nbval
+	$(PY) -m pytest tests
+	$(PY) -m pytest --nbval notebooks --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
+
+lab: $(VENV)/.installed          ## open the course in JupyterLab
+	$(VENV)/bin/jupyter lab notebooks/00_start_here.ipynb
+
+notebooks: $(VENV)/.installed    ## re-execute every notebook top to bottom, in place, with outputs
+	$(PY) tools/execute_notebooks.py
+
+bench: $(VENV)/.installed        ## the speed benchmark (benchmarks/README.md)
+	$(PY) benchmarks/speed.py
+
+clean:
+	rm -rf $(VENV) runs checkpoints

@@ -1,0 +1,36 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from twostage_lib.__main__ import main
+
+
+@pytest.mark.parametrize("argv", [["run", "--epochs-stage1", "-1"], ["run", "--objective", "vae"],
+                                  ["run", "--data", "web"], ["run", "--bogus"], ["fly"], []])
+def test_bad_flags_exit_2_with_usage(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "usage: python -m twostage_lib" in capsys.readouterr().err
+
+
+def test_run_prints_a_table_and_writes_the_report(tmp_path, capsys):
+    path = tmp_path / "report.json"
+    code = main(["run", "--data", "bundled", "--epochs-stage1", "1", "--epochs-stage2", "1",
+                 "--epochs-finetune", "1", "--objective", "autoencoder", "--labels-per-class", "50",
+                 "--no-progress", "--device", "cpu", "--json", str(path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "stage1" in out and "finetune" in out and "test accuracy" in out
+    report = json.loads(path.read_text())
+    assert report["data_source"] == "bundled" and report["n_test"] == 10000
+    assert report["n_labelled"] == 500 and report["n_train"] == 9000
+    for stage in ("stage1", "stage2", "finetune"):
+        assert report["stages"][stage]["seconds"] > 0 and "test_accuracy" in report["stages"][stage]
+    assert report["final_test_accuracy"] == report["stages"]["finetune"]["test_accuracy"] > 0.3  # chance: 0.1
+
+
+def test_module_entry_point():
+    out = subprocess.run([sys.executable, "-m", "twostage_lib", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "run" in out.stdout

@@ -1,0 +1,200 @@
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import twostage_lib as ts
+from twostage_lib import data as D
+from conftest import full_root, needs_full
+
+
+def write_idx(path, array):
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def fake_dataset(root, folder="MNIST", n=(60, 20), side=28, gz=False):
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, count in zip(("train", "test"), n):
+        img, lab = D._FILES[split]
+        suffix = ".gz" if gz else ""
+        write_idx(raw / (img + suffix), rng.integers(0, 256, (count, side, side)))
+        write_idx(raw / (lab + suffix), np.arange(count) % 10)
+    return raw
+
+
+def test_bundled_subset_is_stratified_real_mnist(bundled):
+    assert bundled.source == "bundled"
+    assert bundled.train.images.dtype == torch.uint8 and bundled.train.images.shape == (10000, 28, 28)
+    assert bundled.test.images.shape == (10000, 28, 28)
+    assert torch.bincount(bundled.train.labels).tolist() == [1000] * 10
+    assert bundled.train.num_features == 784
+    # pixel statistics of real MNIST digits, not noise
+    assert 0.12 < bundled.train.mean < 0.14 and 0.29 < bundled.train.std < 0.32
+
+
+@needs_full
+def test_full_loader_matches_torchvision_exactly():
+    from torchvision import datasets
+
+    splits = ts.load_mnist(full_root(), source="full", verbose=False)
+    assert splits.source == "full"
+    for train, ours in ((True, splits.train), (False, splits.test)):
+        ref = datasets.MNIST(str(full_root()), train=train, download=False)
+        assert torch.equal(ours.images, ref.data)
+        assert torch.equal(ours.labels, ref.targets)
+
+
+@needs_full
+def test_gz_files_alone_are_enough(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    src = full_root() / "MNIST" / "raw"
+    for pair in D._FILES.values():
+        for stem in pair:
+            shutil.copy(src / f"{stem}.gz", raw)
+    gz = ts.load_mnist(tmp_path, source="full", verbose=False)
+    plain = ts.load_mnist(full_root(), source="full", verbose=False)
+    assert torch.equal(gz.test.images, plain.test.images) and torch.equal(gz.train.labels, plain.train.labels)
+
+
+def test_env_variable_is_a_root(tmp_path, monkeypatch):
+    fake_dataset(tmp_path)
+    monkeypatch.setenv("TWOSTAGE_DATA", str(tmp_path))
+    splits = ts.load_mnist(verbose=False)
+    assert splits.source == "full" and len(splits.train) == 60 and len(splits.test) == 20
+
+
+def test_says_which_source_it_used(tmp_path, capsys):
+    fake_dataset(tmp_path)
+    ts.load_mnist(tmp_path)
+    assert "from full" in capsys.readouterr().out
+
+
+def test_full_offline_without_files_says_where_to_put_them(tmp_path, monkeypatch):
+    monkeypatch.delenv("TWOSTAGE_DATA", raising=False)
+    monkeypatch.setattr(D, "_online", lambda *a, **k: False)
+    with pytest.raises(ts.DataNotFoundError, match=r"no network.*MNIST/raw/.*TWOSTAGE_DATA"):
+        ts.load_mnist(tmp_path, source="full", verbose=False)
+
+
+def test_auto_offline_without_files_falls_back_to_bundled(tmp_path, monkeypatch):
+    monkeypatch.delenv("TWOSTAGE_DATA", raising=False)
+    monkeypatch.setattr(D, "_online", lambda *a, **k: False)
+    assert ts.load_mnist(tmp_path, verbose=False).source == "bundled"
+
+
+def test_auto_online_downloads_through_torchvision(tmp_path, monkeypatch):
+    monkeypatch.delenv("TWOSTAGE_DATA", raising=False)
+    monkeypatch.setattr(D, "_online", lambda *a, **k: True)
+    monkeypatch.setattr(D, "_download", lambda name, root: fake_dataset(root))
+    splits = ts.load_mnist(tmp_path, verbose=False)
+    assert splits.source == "download" and len(splits.train) == 60
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(source="web"), "unknown source 'web'"),
+    (dict(dataset="cifar"), "unknown dataset 'cifar'"),
+    (dict(source="bundled", dataset="kmnist"), "only MNIST is bundled"),
+])
+def test_bad_options_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ts.load_mnist(verbose=False, **kwargs)
+
+
+def test_corrupted_file_is_reported(tmp_path):
+    raw = fake_dataset(tmp_path)
+    path = raw / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte is corrupted or truncated"):
+        ts.load_mnist(tmp_path, source="full", verbose=False)
+    path.write_bytes(b"not an idx file at all")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        ts.load_mnist(tmp_path, source="full", verbose=False)
+
+
+@pytest.mark.parametrize("name, folder", [("fashion_mnist", "FashionMNIST"), ("kmnist", "KMNIST")])
+def test_other_datasets_by_name(tmp_path, name, folder):
+    fake_dataset(tmp_path, folder, gz=True)
+    splits = ts.load_mnist(tmp_path, source="full", dataset=name, verbose=False)
+    assert splits.name == name and splits.train.images.shape == (60, 28, 28)
+
+
+def test_input_size_is_inferred_from_any_tensors():
+    x = torch.randint(0, 256, (200, 12, 12), dtype=torch.uint8)
+    y = torch.arange(200) % 4
+    splits = ts.from_tensors(x, y, x[:40], y[:40])
+    assert splits.train.num_features == 144 and splits.train.num_classes == 4
+    net = ts.TwoStageNetwork(in_features=splits.train.num_features, num_classes=4)
+    h = ts.train_stage2(net, splits.train, epochs=1, batch_size=50, progress=False, device="cpu")
+    assert len(h) == 1
+
+
+def test_normalized_once_with_training_statistics(bundled):
+    x, y = bundled.train.on("cpu")
+    assert x.dtype == torch.float32 and x.shape == (10000, 784)
+    assert abs(float(x.mean())) < 1e-3 and abs(float(x.std()) - 1) < 1e-3
+    assert bundled.train.on("cpu")[0] is x  # cached, not recomputed
+    xt, _ = bundled.test.on("cpu")
+    expected = (bundled.test.images[0].flatten().float() / 255 - bundled.train.mean) / bundled.train.std
+    assert torch.allclose(xt[0], expected)
+
+
+def test_batches_are_seeded_and_cover_every_sample_once():
+    x, y = torch.arange(103).float().unsqueeze(1), torch.arange(103)
+    first = [b[1] for b in ts.Batches(x, y, batch_size=10, seed=3)]
+    again = [b[1] for b in ts.Batches(x, y, batch_size=10, seed=3)]
+    assert len(first) == 11 and all(torch.equal(a, b) for a, b in zip(first, again))
+    assert torch.equal(torch.cat(first).sort().values, y)
+    batches = ts.Batches(x, y, batch_size=10, seed=3)
+    epoch1, epoch2 = torch.cat([b[1] for b in batches]), torch.cat([b[1] for b in batches])
+    assert not torch.equal(epoch1, epoch2)  # a fresh order each epoch
+    assert len(ts.Batches(x, y, batch_size=10, drop_last=True)) == 10
+
+
+def test_validation_split_is_disjoint_and_stratified(bundled):
+    train, val = ts.validation_split(bundled.train, 1000, seed=0)
+    assert len(train) == 9000 and len(val) == 1000
+    assert torch.bincount(val.labels).tolist() == [100] * 10
+    seen = {bytes(img.numpy()) for img in val.images}
+    assert not any(bytes(img.numpy()) in seen for img in train.images[:2000])
+    assert len(ts.validation_split(bundled.train, 0.2)[1]) == 2000
+    with pytest.raises(ValueError, match="n_val must be between"):
+        ts.validation_split(bundled.train, 0)
+
+
+def test_labels_per_class_and_imbalance(bundled):
+    few = ts.labels_per_class(bundled.train, 7, seed=1)
+    assert torch.bincount(few.labels).tolist() == [7] * 10
+    with pytest.raises(ValueError, match="class 0 has only 7 images"):
+        ts.labels_per_class(few, 8)
+    tail = torch.bincount(ts.imbalanced(bundled.train, ratio=100, kind="longtail").labels)
+    assert tail[0] == 1000 and tail[-1] == 10 and bool((tail[:-1] >= tail[1:]).all())
+    step = torch.bincount(ts.imbalanced(bundled.train, ratio=10, kind="step").labels)
+    assert step.tolist() == [1000] * 5 + [100] * 5
+    with pytest.raises(ValueError, match="unknown kind"):
+        ts.imbalanced(bundled.train, kind="zipf")
+
+
+def test_augmentation_is_small_and_never_flips(bundled):
+    x, _ = bundled.train.on("cpu")
+    batch = x[:256]
+    same = ts.augment(batch, rotation=0, shift=0, scale=(1, 1))
+    assert torch.allclose(same, batch, atol=1e-4)
+    moved = ts.augment(batch, generator=torch.Generator().manual_seed(0))
+    assert moved.shape == batch.shape and not torch.allclose(moved, batch)
+    assert abs(float(moved.min()) - float(batch.min())) < 1e-4  # background stays background
+    # a bar in the left quarter stays on the left: no flips, only small moves
+    bar = torch.zeros(500, 1, 28, 28)
+    bar[:, :, 6:22, 3:7] = 1.0
+    out = ts.augment(bar, generator=torch.Generator().manual_seed(1)).clamp(min=0)
+    cols = torch.arange(28.0)
+    centre = (out.sum(dim=(1, 2)) * cols).sum(1) / out.sum(dim=(1, 2, 3))
+    assert float(centre.max()) < 8.5 and float(centre.min()) > 0.5  # starts at 4.5; a flip gives 22.5

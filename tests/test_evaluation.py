@@ -1,0 +1,67 @@
+import pytest
+import torch
+import torch.nn as nn
+
+import twostage_lib as ts
+
+
+class Fixed(nn.Module):
+    """A 'model' whose logits are given, to check the metrics by hand."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return self.logits[x[:, 0].long()]
+
+
+def case():
+    # true:  0 0 0 1 1 2 ; predicted: 0 0 1 1 1 0
+    y = torch.tensor([0, 0, 0, 1, 1, 2])
+    pred = torch.tensor([0, 0, 1, 1, 1, 0])
+    logits = torch.full((6, 3), -2.0)
+    logits[torch.arange(6), pred] = 2.0
+    x = torch.arange(6).float().unsqueeze(1)
+    return Fixed(logits), (x, y), logits, y
+
+
+def test_metrics_by_hand():
+    model, data, logits, y = case()
+    ev = ts.evaluate_model(model, data, batch_size=4)
+    assert ev.accuracy == pytest.approx(4 / 6)
+    assert ev.confusion.tolist() == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert ev.recall.tolist() == pytest.approx([2 / 3, 1.0, 0.0])
+    assert ev.precision.tolist() == pytest.approx([2 / 3, 2 / 3, 0.0])
+    assert ev.balanced_accuracy == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert ev.loss == pytest.approx(nn.functional.cross_entropy(logits, y).item())
+
+
+def test_loss_is_weighted_by_samples_not_batches():
+    model, data, logits, y = case()
+    ev = ts.evaluate_model(model, data, batch_size=4)  # batches of 4 and 2
+    per_sample = nn.functional.cross_entropy(logits, y, reduction="none")
+    seeds_average = (per_sample[:4].mean() + per_sample[4:].mean()) / 2
+    assert ev.loss == pytest.approx(per_sample.mean().item())
+    assert ev.loss != pytest.approx(seeds_average.item())
+
+
+def test_evaluate_restores_training_mode(model, small):
+    model.train()
+    ts.evaluate_model(model, small[1])
+    assert model.training
+
+
+def test_class_weights_vectorized_and_normalized():
+    labels = torch.tensor([0] * 6 + [1] * 3 + [2] * 1)
+    raw = ts.class_weights(labels, normalize=False)
+    assert raw.tolist() == pytest.approx([1 / 6, 1 / 3, 1.0])  # the seeds' 1/count
+    w = ts.class_weights(labels)
+    assert (w[labels]).mean().item() == pytest.approx(1.0)
+    assert (w / raw).std().item() == pytest.approx(0.0, abs=1e-6)  # same ratios
+
+
+def test_class_with_no_samples_is_an_error():
+    with pytest.raises(ValueError, match=r"class\(es\) \[1, 3\] have no samples"):
+        ts.class_weights(torch.tensor([0, 2, 2]), num_classes=4)

@@ -1,0 +1,247 @@
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+import twostage_lib as ts
+from twostage_lib.training import make_optimizer
+
+FAST = dict(device="cpu", progress=False, batch_size=256)
+
+
+# ------------------------------------------------------------ stage 1
+
+def test_seeds_stage1_loss_is_identically_zero_with_zero_gradient(model):
+    x = torch.randn(64, 784)
+    loss = ts.seeds_loss(model, x)
+    loss.backward()
+    assert loss.item() == 0.0
+    assert all(torch.count_nonzero(p.grad) == 0 for p in model.stage1.parameters())
+
+
+def test_train_stage1_refuses_an_objective_without_encoder_gradient(model, small):
+    before = ts.snapshot(model)
+    with pytest.raises(ValueError, match=r"zero gradient.*features\.detach\(\).*autoencoder"):
+        ts.train_stage1(model, small[0], objective=ts.seeds_loss, epochs=1, **FAST)
+    assert ts.unchanged(model, before)
+
+
+@pytest.mark.parametrize("objective", ["autoencoder", "denoising", "contrastive"])
+def test_stage1_objectives_learn(model, small, objective):
+    h = ts.train_stage1(model, small[0], objective=objective, epochs=4, val=small[1], **FAST)
+    assert h["train_loss"][-1] < 0.8 * h["train_loss"][0]
+    assert h["val_loss"][-1] < h["val_loss"][0]
+    assert h.objective.name == objective and ts.is_frozen(model.stage1) is False
+
+
+def test_autoencoder_reconstructs_better_than_the_mean(model, small):
+    h = ts.train_stage1(model, small[0], objective="autoencoder", epochs=5, **FAST)
+    x, _ = small[1].on("cpu")
+    with torch.no_grad():
+        err = ((h.objective.reconstruct(model, x) - x) ** 2).mean()
+    assert err < 0.5 * x.var()  # predicting the mean image would score about x.var()
+
+
+def test_unknown_objective_is_named(model, small):
+    with pytest.raises(ValueError, match="unknown stage-1 objective 'vae'.*autoencoder, denoising, contrastive"):
+        ts.train_stage1(model, small[0], objective="vae", **FAST)
+
+
+# ------------------------------------------------------------ freezing and stage 2
+
+def test_train_stage2_leaves_stage1_bit_for_bit_unchanged(model, small):
+    ts.train_stage1(model, small[0], epochs=1, **FAST)
+    before1, before2 = ts.snapshot(model.stage1), ts.snapshot(model.stage2)
+    h = ts.train_stage2(model, small[0], epochs=3, **FAST)
+    assert ts.unchanged(model.stage1, before1)
+    assert not ts.unchanged(model.stage2, before2)
+    assert h["train_loss"][-1] < h["train_loss"][0]
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_frozen_even_when_the_optimizer_has_adam_state_for_stage1(model, small, cache):
+    x, y = small[0].on("cpu")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(3):  # Adam now holds momentum for every stage-1 weight
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x[:256]), y[:256]).backward()
+        opt.step()
+    assert all(len(opt.state[p]) > 0 for p in model.stage1.parameters())
+    before = ts.snapshot(model.stage1)
+    ts.train_stage2(model, small[0], epochs=2, optimizer=opt, cache_features=cache, **FAST)
+    assert ts.unchanged(model.stage1, before)
+
+
+def test_the_freezing_trap_that_freeze_stage1_avoids(model, small):
+    """requires_grad=False alone: stale gradients + Adam momentum keep moving 'frozen' weights."""
+    x, y = small[0].on("cpu")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    nn.functional.cross_entropy(model(x[:256]), y[:256]).backward()
+    opt.step()
+    for p in model.stage1.parameters():
+        p.requires_grad_(False)  # naive freeze, .grad left in place
+    before = ts.snapshot(model.stage1)
+    opt.zero_grad(set_to_none=False)
+    nn.functional.cross_entropy(model(x[:256]), y[:256]).backward()
+    opt.step()
+    assert not ts.unchanged(model.stage1, before)  # it moved
+    ts.freeze_stage1(model)
+    before = ts.snapshot(model.stage1)
+    opt.zero_grad(set_to_none=False)
+    nn.functional.cross_entropy(model(x[:256]), y[:256]).backward()
+    opt.step()
+    assert ts.unchanged(model.stage1, before)  # it did not
+
+
+def test_freeze_and_unfreeze(model):
+    ts.freeze_stage1(model)
+    assert ts.is_frozen(model.stage1) and not model.stage1.training and not ts.is_frozen(model.stage2)
+    ts.unfreeze_stage1(model)
+    assert not ts.is_frozen(model.stage1) and model.stage1.training
+
+
+def test_feature_cache_gives_the_same_training_as_recomputing(small):
+    results = []
+    for cache in (True, False):
+        torch.manual_seed(0)
+        net = ts.TwoStageNetwork()
+        ts.train_stage2(net, small[0], epochs=2, cache_features=cache, **FAST)
+        results.append(ts.snapshot(net.stage2))
+    assert all(torch.allclose(results[0][k], results[1][k], atol=1e-5) for k in results[0])
+
+
+# ------------------------------------------------------------ fine-tuning
+
+def test_finetune_uses_a_lower_learning_rate_for_stage1(model, small):
+    ts.freeze_stage1(model)
+    h = ts.finetune(model, small[0], epochs=2, lr=1e-3, stage1_lr_scale=0.1, **FAST)
+    assert not ts.is_frozen(model.stage1)
+    assert h["lrs"][0] == [1e-4, 1e-3]
+
+
+def test_finetune_improves_on_stage2_and_beats_a_floor(model, small):
+    train, test = small
+    ts.train_stage1(model, train, epochs=3, lr=3e-3, **FAST)
+    ts.train_stage2(model, train, epochs=3, lr=3e-3, **FAST)
+    after2 = ts.evaluate_model(model, test).accuracy
+    ts.finetune(model, train, epochs=8, lr=3e-3, scheduler="cosine", **FAST)
+    after3 = ts.evaluate_model(model, test).accuracy
+    assert after3 > after2 and after3 > 0.80  # measured 0.844 with seed 0
+
+
+# ------------------------------------------------------------ the shared loop
+
+def test_step_and_cosine_schedules(model, small):
+    h = ts.finetune(model, small[0], epochs=4, lr=1e-3, scheduler="step", **FAST)
+    assert h["lr"] == pytest.approx([1e-3, 1e-4, 1e-5, 1e-6])  # StepLR(step_size=max(1, epochs // 3))
+    h = ts.finetune(model, small[0], epochs=3, lr=1e-3, scheduler="cosine", **FAST)
+    assert h["lr"][0] < 1e-3 and h["lr"][-1] == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="unknown scheduler 'linear'"):
+        ts.finetune(model, small[0], epochs=1, scheduler="linear", **FAST)
+
+
+def test_gradient_clipping_records_the_norm_before_clipping(model, small):
+    h = ts.finetune(model, small[0], epochs=2, clip_grad_norm=1e-3, **FAST)
+    assert h["grad_norm_max"][0] > 1e-3 and h["grad_norm_mean"][0] > 0
+    # clipped to 1e-3 the updates are tiny, so the loss barely moves compared with no clipping
+    assert h["train_loss"][-1] > 0.5
+
+
+def test_early_stopping_counts_like_the_seeds_and_restores_the_best(model):
+    stop = ts.EarlyStopping(patience=2, min_delta=0.01)
+    assert stop(1.0, model, 1) is False
+    best = ts.snapshot(model)
+    with torch.no_grad():
+        model.stage2[0].weight.add_(1.0)
+    assert stop(0.995, model, 2) is False  # not better by min_delta
+    assert stop(1.2, model, 3) is True
+    assert stop.restore(model) and ts.unchanged(model, best) and stop.best_epoch == 1
+
+
+def test_early_stopping_inside_training(model, small):
+    train, val = ts.validation_split(small[0], 200)
+    stop = ts.EarlyStopping(patience=1, min_delta=10.0)  # impossible to improve by 10: stops at epoch 2
+    h = ts.finetune(model, train, epochs=10, val=val, early_stopping=stop, **FAST)
+    assert h.stopped_early and len(h) == 2 and h.best_epoch == 1
+
+
+def nan_after(calls):
+    count = {"n": 0}
+
+    def criterion(out, y):
+        count["n"] += 1
+        loss = nn.functional.cross_entropy(out, y)
+        return loss * float("nan") if count["n"] > calls else loss
+    return criterion
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_history(model, small):
+    steps = math.ceil(len(small[0]) / 256)
+    with pytest.raises(ts.TrainingDiverged, match=r"stage2: the loss became nan in epoch 2 at step 3.*lower") as err:
+        ts.train_stage2(model, small[0], epochs=5, criterion=nan_after(steps + 3), **FAST)
+    assert len(err.value.history) == 1 and err.value.history["train_loss"][0] > 0
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad step was never applied
+
+
+def test_huge_learning_rate_diverges_with_advice(model, small):
+    with pytest.raises(ts.TrainingDiverged, match="learning rate is probably too high"):
+        ts.finetune(model, small[0], epochs=3, lr=1e8, **FAST)
+
+
+def test_ctrl_c_leaves_model_and_history_usable(model, small):
+    steps = math.ceil(len(small[0]) / 256)
+
+    def criterion(out, y, count={"n": 0}):
+        count["n"] += 1
+        if count["n"] == 2 * steps + 2:
+            raise KeyboardInterrupt
+        return nn.functional.cross_entropy(out, y)
+
+    with pytest.warns(UserWarning, match="interrupted in epoch 3"):
+        h = ts.finetune(model, small[0], epochs=5, criterion=criterion, **FAST)
+    assert h.interrupted and len(h) == 2
+    assert ts.evaluate_model(model, small[1]).accuracy > 0.5
+
+
+def test_same_seed_same_numbers(small):
+    states = []
+    for _ in range(2):
+        ts.seed_everything(5)
+        net = ts.TwoStageNetwork()
+        ts.train_stage1(net, small[0], epochs=1, seed=5, **FAST)
+        ts.finetune(net, small[0], epochs=1, seed=5, augment=True, **FAST)
+        states.append(ts.snapshot(net))
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_tensorboard_logging(model, small, tmp_path):
+    ts.train_stage2(model, small[0], epochs=2, writer=tmp_path / "runs", val=small[1], **FAST)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "runs")).Reload()
+    assert {"stage2/train_loss", "stage2/val_loss", "stage2/val_acc"} <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("stage2/train_loss")) == 2
+
+
+def test_accepts_a_torch_dataset_and_dataloader(model):
+    x, y = torch.randn(300, 784), torch.randint(0, 10, (300,))
+    ds = torch.utils.data.TensorDataset(x.reshape(300, 1, 28, 28), y)
+    assert len(ts.train_stage2(model, ds, epochs=1, **FAST)) == 1
+    loader = torch.utils.data.DataLoader(ds, batch_size=64)
+    assert len(ts.finetune(model, loader, epochs=1, **FAST)) == 1
+    with pytest.raises(TypeError, match="cannot train on str"):
+        ts.finetune(model, "mnist", epochs=1, **FAST)
+
+
+def test_device_selection():
+    assert ts.select_device("cpu").type == "cpu"
+    assert ts.select_device("auto").type in ("cuda", "mps", "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU is available"):
+            ts.select_device("cuda")
+
+
+def test_foreach_adam():
+    opt = make_optimizer([nn.Parameter(torch.zeros(2))], lr=1e-3)
+    assert opt.defaults["foreach"] is True

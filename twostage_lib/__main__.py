@@ -1,0 +1,91 @@
+"""Command line: ``python -m twostage_lib run`` (the pipeline) and ``compare`` (the label study)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .data import DATASETS, SOURCES
+from .objectives import OBJECTIVES
+from .pipeline import PipelineConfig, format_table, run_pipeline
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def add_data_flags(p):
+    p.add_argument("--data", choices=SOURCES, default="auto",
+                   help="auto: --data-dir or $TWOSTAGE_DATA, else download, else the bundled subset")
+    p.add_argument("--data-dir", help="folder in torchvision's layout (holding MNIST/raw/)")
+    p.add_argument("--dataset", choices=list(DATASETS), default="mnist")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
+    p.add_argument("--json", metavar="PATH", help="also write the report as JSON here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = PipelineConfig()
+    parser = argparse.ArgumentParser(prog="python -m twostage_lib",
+                                     description="Two-stage training on MNIST.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train stage 1, stage 2 and fine-tune; print a results table")
+    add_data_flags(run)
+    run.add_argument("--objective", choices=list(OBJECTIVES), default=defaults.objective)
+    run.add_argument("--epochs-stage1", type=non_negative_int, default=defaults.epochs_stage1)
+    run.add_argument("--epochs-stage2", type=non_negative_int, default=defaults.epochs_stage2)
+    run.add_argument("--epochs-finetune", type=non_negative_int, default=defaults.epochs_finetune)
+    run.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
+    run.add_argument("--lr", type=positive_float, default=defaults.lr)
+    run.add_argument("--stage1-lr-scale", type=positive_float, default=defaults.stage1_lr_scale)
+    run.add_argument("--no-augment", action="store_true", help="fine-tune without augmentation")
+    run.add_argument("--labels-per-class", type=positive_int, default=None,
+                     help="use only this many labels per class in stages 2 and 3 (default: all)")
+    run.add_argument("--seed", type=int, default=defaults.seed)
+    return parser
+
+
+def cmd_run(args) -> int:
+    names = {f.name for f in fields(PipelineConfig)}
+    config = PipelineConfig(**{k: v for k, v in vars(args).items() if k in names})
+    config.augment = not args.no_augment
+    config.progress = not args.no_progress
+    report = run_pipeline(config)
+    print(format_table(report))
+    write_json(report, args.json)
+    return 0
+
+
+def write_json(report, path) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(report, indent=2))
+        print(f"report written to {path}")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return {"run": cmd_run}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

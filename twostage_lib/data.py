@@ -1,0 +1,375 @@
+"""Data: MNIST-style datasets as in-memory tensors, a fast batch iterator, and subset helpers.
+
+The seeds build a per-sample ``DataLoader`` with ``ToTensor`` + ``Normalize``. For a 47 MB dataset
+that is mostly Python overhead, so here the images stay in memory as uint8, are normalized once
+on the training device, and batches are slices of a shuffled index.
+"""
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# torchvision's folder name for each dataset it knows by name
+DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
+SOURCES = ("auto", "full", "bundled")
+BUNDLED = Path(__file__).parent / "data" / "mnist_subset.npz"
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The requested data is not on disk and cannot be downloaded."""
+
+
+@dataclass
+class TensorData:
+    """Images (uint8, or float already scaled) and integer labels held in memory.
+
+    ``mean`` and ``std`` are the training split's pixel statistics; the test split carries the
+    training values so both are normalized the same way.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    mean: float = 0.0
+    std: float = 1.0
+    _on_device: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self):
+        if len(self.images) != len(self.labels):
+            raise ValueError(
+                f"images and labels differ in length ({len(self.images)} vs {len(self.labels)}); "
+                "pass one label per image")
+        self.labels = torch.as_tensor(self.labels).long()
+
+    def __len__(self):
+        return len(self.labels)
+
+    @property
+    def image_shape(self) -> tuple:
+        return tuple(self.images.shape[1:])
+
+    @property
+    def num_features(self) -> int:
+        """Input size after flattening (784 for MNIST): inferred, never hard-coded."""
+        return math.prod(self.image_shape)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.labels.max()) + 1 if len(self) else 0
+
+    def subset(self, index) -> "TensorData":
+        index = torch.as_tensor(index, dtype=torch.long)
+        return TensorData(self.images[index], self.labels[index], self.mean, self.std)
+
+    def on(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flattened, normalized float inputs and labels on ``device``, computed once and cached."""
+        key = str(torch.device(device))
+        if key not in self._on_device:
+            x = self.images.to(device).reshape(len(self), -1)
+            x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+            x = (x - self.mean) / self.std
+            self._on_device[key] = (x, self.labels.to(device))
+        return self._on_device[key]
+
+
+@dataclass
+class Splits:
+    """Train and test splits plus where they came from."""
+
+    train: TensorData
+    test: TensorData
+    name: str
+    source: str  # "full", "download", "bundled" or "tensors"
+    location: str
+
+    def describe(self) -> str:
+        return (f"{self.name}: {len(self.train):,} train / {len(self.test):,} test images "
+                f"from {self.source} ({self.location})")
+
+
+def from_tensors(x_train, y_train, x_test=None, y_test=None, name="tensors") -> Splits:
+    """Wrap any (X, y) tensors. uint8 images are scaled by 1/255; the stats come from X_train."""
+    x_train = torch.as_tensor(x_train)
+    scaled = x_train.float() / 255 if x_train.dtype == torch.uint8 else x_train.float()
+    mean, std = float(scaled.mean()), float(scaled.std()) or 1.0
+    train = TensorData(x_train, torch.as_tensor(y_train), mean, std)
+    if x_test is None:
+        test = train.subset(torch.arange(0))
+    else:
+        test = TensorData(torch.as_tensor(x_test), torch.as_tensor(y_test), mean, std)
+    return Splits(train, test, name, "tensors", "in memory")
+
+
+# ---------------------------------------------------------------- reading files
+
+def read_idx(path) -> np.ndarray:
+    """Read one IDX file (plain or .gz) as a numpy array, checking its header against its size."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{path} is corrupted ({exc}); delete it and copy or download it again") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad header); "
+                         "delete it and copy or download it again")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    start = 4 + 4 * ndim
+    if len(raw) - start != math.prod(dims):
+        raise ValueError(f"{path} is corrupted or truncated: header says {dims} "
+                         f"({math.prod(dims)} bytes) but it holds {len(raw) - start}; "
+                         "delete it and copy or download it again")
+    return np.frombuffer(raw, dtype=np.uint8, offset=start).reshape(dims)
+
+
+def _raw_dir(root, name) -> Path | None:
+    """The folder holding the raw IDX files under ``root`` (torchvision layout or the folder itself)."""
+    root = Path(root).expanduser()
+    for candidate in (root / DATASETS[name] / "raw", root / "raw", root):
+        if all(_find(candidate, f) for pair in _FILES.values() for f in pair):
+            return candidate
+    return None
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    for p in (folder / stem, folder / f"{stem}.gz"):
+        if p.is_file():
+            return p
+    return None
+
+
+def _read_raw(folder: Path) -> dict:
+    out = {}
+    for split, (img, lab) in _FILES.items():
+        images = torch.from_numpy(read_idx(_find(folder, img)).copy())
+        labels = torch.from_numpy(read_idx(_find(folder, lab)).astype(np.int64))
+        if images.ndim != 3 or len(images) != len(labels):
+            raise ValueError(f"{folder}: {split} images {tuple(images.shape)} and labels "
+                             f"{tuple(labels.shape)} do not match; re-copy the raw files")
+        out[split] = (images, labels)
+    return out
+
+
+def _make_splits(arrays: dict, name: str, source: str, location: str) -> Splits:
+    x_train = arrays["train"][0]
+    scaled = x_train.float().div_(255)
+    mean, std = float(scaled.mean()), float(scaled.std())
+    train = TensorData(x_train, arrays["train"][1], mean, std)
+    test = TensorData(arrays["test"][0], arrays["test"][1], mean, std)
+    return Splits(train, test, name, source, location)
+
+
+def _online(host="ossci-datasets.s3.amazonaws.com", timeout=2.0) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _download(name: str, root: Path) -> Path | None:
+    from torchvision import datasets
+
+    cls = getattr(datasets, DATASETS[name])
+    for train in (True, False):
+        cls(str(root), train=train, download=True)
+    return _raw_dir(root, name)
+
+
+def load_bundled() -> Splits:
+    """The MNIST subset shipped in the package: 10k stratified training images, the full test set."""
+    if not BUNDLED.is_file():
+        raise DataNotFoundError(f"the bundled subset {BUNDLED} is missing; reinstall twostage_lib "
+                                "or regenerate it with scripts/make_bundled_subset.py")
+    try:
+        with np.load(BUNDLED) as z:
+            arrays = {s: (torch.from_numpy(z[f"x_{s}"]), torch.from_numpy(z[f"y_{s}"]).long())
+                      for s in ("train", "test")}
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"the bundled subset {BUNDLED} is corrupted ({exc}); reinstall twostage_lib "
+                         "or regenerate it with scripts/make_bundled_subset.py") from exc
+    return _make_splits(arrays, "mnist", "bundled", "bundled 10k-train subset in the package")
+
+
+def load_mnist(root=None, source="auto", dataset="mnist", download_root=None, verbose=True) -> Splits:
+    """Load MNIST (or ``fashion_mnist``, ``kmnist``) into memory.
+
+    ``source="auto"`` tries, in order: the raw files under ``root`` or ``$TWOSTAGE_DATA``
+    (torchvision's layout, ``.gz`` alone is enough); torchvision's download when online; the
+    bundled MNIST subset. ``"full"`` insists on the whole dataset; ``"bundled"`` on the subset.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if source == "bundled":
+        if dataset != "mnist":
+            raise ValueError(f"only MNIST is bundled; for {dataset} use source='full' with its files")
+        splits = load_bundled()
+    else:
+        splits = _load_full(root, dataset, allow_fallback=(source == "auto" and dataset == "mnist"),
+                            download_root=download_root)
+    if verbose:
+        print(f"Data: {splits.describe()}")
+    return splits
+
+
+def _load_full(root, dataset, allow_fallback, download_root) -> Splits:
+    roots = [r for r in (root, os.environ.get("TWOSTAGE_DATA")) if r]
+    for r in roots:
+        folder = _raw_dir(r, dataset)
+        if folder is not None:
+            return _make_splits(_read_raw(folder), dataset, "full", str(folder))
+    target = Path(download_root or (roots[0] if roots else Path.home() / ".cache" / "twostage"))
+    if _online():
+        try:
+            folder = _download(dataset, target)
+        except Exception as exc:  # noqa: BLE001 - any download failure falls through to the message
+            folder = None
+            reason = f"the download failed ({exc})"
+        else:
+            reason = "the download did not produce the raw files"
+        if folder is not None:
+            return _make_splits(_read_raw(folder), dataset, "download", str(folder))
+    else:
+        reason = "there is no network to download it"
+    if allow_fallback:
+        return load_bundled()
+    looked = ", ".join(str(Path(r).expanduser()) for r in roots) or "nowhere (no root, TWOSTAGE_DATA unset)"
+    raise DataNotFoundError(
+        f"{dataset} not found: looked in {looked} and {reason}. Put the raw IDX files "
+        f"(train-images-idx3-ubyte[.gz] and the other three) in <root>/{DATASETS[dataset]}/raw/ and "
+        "pass root=<root> or set TWOSTAGE_DATA=<root>; or use source='bundled' for the MNIST subset")
+
+
+# ---------------------------------------------------------------- batches
+
+class Batches:
+    """Seeded mini-batches over in-memory tensors: a shuffled index, then slices.
+
+    Each pass draws a new permutation from its own generator, so the same seed gives the same
+    batches on every run. ``x`` and ``y`` stay on their device; only indices are created.
+    """
+
+    def __init__(self, x, y, batch_size=256, shuffle=True, seed=0, drop_last=False):
+        if len(x) != len(y):
+            raise ValueError(f"x and y differ in length ({len(x)} vs {len(y)})")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.x, self.y = x, y
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self):
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.x)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator).to(self.x.device)
+        for i in range(len(self)):
+            lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, n)
+            if self.shuffle:
+                idx = order[lo:hi]
+                yield self.x[idx], self.y[idx]
+            else:
+                yield self.x[lo:hi], self.y[lo:hi]
+
+
+# ---------------------------------------------------------------- subsets
+
+def validation_split(data: TensorData, n_val=5000, seed=0) -> tuple[TensorData, TensorData]:
+    """Carve a validation set out of the *training* data (never the test set).
+
+    ``n_val`` is a count or, below 1, a fraction. Stratified so every class keeps its share.
+    """
+    n_val = int(round(n_val * len(data))) if 0 < n_val < 1 else int(n_val)
+    if not 0 < n_val < len(data):
+        raise ValueError(f"n_val must be between 1 and {len(data) - 1} (or a fraction), got {n_val}")
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(data), generator=g)
+    # sort the shuffled order by label (stable), then deal every k-th image to validation
+    by_class = order[torch.argsort(data.labels[order], stable=True)]
+    step = len(data) / n_val
+    pick = torch.zeros(len(data), dtype=torch.bool)
+    pick[(torch.arange(n_val) * step).long()] = True
+    val_idx, train_idx = by_class[pick], by_class[~pick]
+    return data.subset(train_idx.sort().values), data.subset(val_idx.sort().values)
+
+
+def labels_per_class(data: TensorData, n: int, seed=0) -> TensorData:
+    """A subset with exactly ``n`` labelled images of every class."""
+    g = torch.Generator().manual_seed(seed)
+    picks = []
+    for c in range(data.num_classes):
+        idx = (data.labels == c).nonzero().squeeze(1)
+        if len(idx) < n:
+            raise ValueError(f"class {c} has only {len(idx)} images, fewer than the {n} asked for")
+        picks.append(idx[torch.randperm(len(idx), generator=g)[:n]])
+    return data.subset(torch.cat(picks).sort().values)
+
+
+def imbalanced(data: TensorData, ratio=100.0, kind="longtail", seed=0) -> TensorData:
+    """An imbalanced subset: the largest class keeps all its images, the smallest 1/``ratio``.
+
+    ``longtail``: counts fall geometrically from class 0 to the last class.
+    ``step``: the first half of the classes keep everything, the second half 1/``ratio``.
+    """
+    if kind not in ("longtail", "step"):
+        raise ValueError(f"unknown kind {kind!r}; choose 'longtail' or 'step'")
+    if ratio < 1:
+        raise ValueError(f"ratio is largest/smallest class size and must be >= 1, got {ratio}")
+    k = data.num_classes
+    n_max = int(torch.bincount(data.labels, minlength=k).min())
+    if kind == "longtail":
+        counts = [n_max * ratio ** (-c / (k - 1)) for c in range(k)]
+    else:
+        counts = [n_max if c < k // 2 else n_max / ratio for c in range(k)]
+    g = torch.Generator().manual_seed(seed)
+    picks = []
+    for c, n in enumerate(counts):
+        idx = (data.labels == c).nonzero().squeeze(1)
+        picks.append(idx[torch.randperm(len(idx), generator=g)[:max(1, int(round(n)))]])
+    return data.subset(torch.cat(picks).sort().values)
+
+
+# ---------------------------------------------------------------- augmentation
+
+def augment(x, image_shape=(1, 28, 28), rotation=10.0, shift=0.1, scale=(0.9, 1.1), generator=None):
+    """Digit-safe random affine transforms on a whole batch, on its own device.
+
+    Small rotations (degrees), shifts (fraction of the image) and zoom. No horizontal flips: a
+    flipped 2, 3, 4, 5, 7 or 9 is not that digit any more. ``x`` may be flat (N, D) or images.
+    """
+    n = len(x)
+    imgs = x.reshape(n, *image_shape) if x.dim() == 2 else x
+    if imgs.dim() == 3:
+        imgs = imgs.unsqueeze(1)
+
+    def uniform(lo, hi):
+        return torch.rand(n, generator=generator).to(x.device) * (hi - lo) + lo
+
+    angle = uniform(-rotation, rotation) * math.pi / 180
+    zoom = uniform(*scale)
+    tx, ty = uniform(-shift, shift) * 2, uniform(-shift, shift) * 2  # grid coords span 2
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta.to(imgs.dtype), list(imgs.shape), align_corners=False)
+    # pad with the image's own background value (normalized zero pixels are not 0.0)
+    background = imgs.amin(dim=(1, 2, 3), keepdim=True)
+    out = F.grid_sample(imgs - background, grid, align_corners=False, padding_mode="zeros") + background
+    return out.reshape(x.shape)

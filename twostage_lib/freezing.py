@@ -1,0 +1,38 @@
+"""Freezing stage 1 (slide 4), done so that frozen really means unchanged."""
+from __future__ import annotations
+
+import torch
+
+
+def freeze_stage1(model) -> None:
+    """Stop stage 1 from learning: no gradients, no stale gradients, eval mode.
+
+    ``requires_grad=False`` alone is not enough when an optimizer already holds state for these
+    parameters and their old ``.grad`` tensors are kept (``zero_grad(set_to_none=False)``): Adam's
+    momentum then keeps moving them. Setting ``.grad`` to None makes every optimizer skip them.
+    """
+    for p in model.stage1.parameters():
+        p.requires_grad_(False)
+        p.grad = None
+    model.stage1.eval()
+
+
+def unfreeze_stage1(model) -> None:
+    for p in model.stage1.parameters():
+        p.requires_grad_(True)
+    model.stage1.train()
+
+
+def is_frozen(module) -> bool:
+    return all(not p.requires_grad for p in module.parameters())
+
+
+def snapshot(module) -> dict:
+    """A copy of every parameter and buffer, to check later that nothing moved."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def unchanged(module, before: dict) -> bool:
+    """True when every tensor is bit-for-bit equal to ``before`` (``torch.equal``, not a tolerance)."""
+    now = module.state_dict()
+    return now.keys() == before.keys() and all(torch.equal(now[k], before[k]) for k in now)

@@ -1,0 +1,104 @@
+"""Stage-1 objectives: what the feature extractor learns from images alone (slides 2 and 7).
+
+Each objective is a module holding its own head (a decoder, a projection head) with a
+``loss(model, x)`` method. Stage 2 never sees the head.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import augment
+from .models import decoder_for, mlp
+
+
+def seeds_loss(model, x):
+    """The seeds' stage-1 loss, ``MSELoss()(features, features.detach())``. Kept to show it is broken:
+    it compares the features with a copy of themselves, so it is 0 for every input and its
+    gradient is 0 for every weight. ``train_stage1`` refuses it."""
+    features = model.features(x)
+    return F.mse_loss(features, features.detach())
+
+
+class Autoencoder(nn.Module):
+    """Reconstruct the input from the features through a decoder (mirror of stage 1)."""
+
+    name = "autoencoder"
+
+    def __init__(self, model):
+        super().__init__()
+        self.decoder = decoder_for(model)
+
+    def reconstruct(self, model, x):
+        return self.decoder(model.features(x))
+
+    def corrupt(self, x):
+        return x
+
+    def loss(self, model, x):
+        return F.mse_loss(self.decoder(model.features(self.corrupt(x))), x.reshape(len(x), -1))
+
+
+class Denoising(Autoencoder):
+    """Reconstruct the clean input from a corrupted one: a random ``mask`` share of pixels set to
+    the background value (Vincent et al. 2010's masking noise)."""
+
+    name = "denoising"
+
+    def __init__(self, model, mask=0.3):
+        super().__init__(model)
+        self.mask = mask
+
+    def corrupt(self, x):
+        if not self.training:
+            return x
+        keep = torch.rand_like(x) >= self.mask
+        return torch.where(keep, x, x.min())
+
+
+class Contrastive(nn.Module):
+    """SimCLR-style: two digit-safe augmented views of each image should map close together and
+    far from the other images of the batch (NT-Xent loss on a projection head)."""
+
+    name = "contrastive"
+
+    def __init__(self, model, projection_dim=64, temperature=0.2, image_shape=(1, 28, 28)):
+        super().__init__()
+        self.projection = mlp([model.feature_dim, model.feature_dim, projection_dim])
+        self.temperature = temperature
+        self.image_shape = image_shape
+
+    def views(self, x):
+        return augment(x, self.image_shape), augment(x, self.image_shape)
+
+    def loss(self, model, x):
+        a, b = self.views(x)
+        z = F.normalize(self.projection(model.features(torch.cat([a, b]))), dim=1)
+        return nt_xent(z, self.temperature)
+
+
+def nt_xent(z, temperature):
+    """NT-Xent over 2N unit vectors where rows i and i+N are two views of the same image."""
+    n = len(z) // 2
+    sim = z @ z.t() / temperature
+    sim.fill_diagonal_(float("-inf"))  # an image is not its own positive
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+OBJECTIVES = {cls.name: cls for cls in (Autoencoder, Denoising, Contrastive)}
+
+
+def make_objective(objective, model, image_shape=(1, 28, 28)):
+    """An objective module from a name, or the given module / callable unchanged."""
+    if isinstance(objective, str):
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown stage-1 objective {objective!r}; choose one of "
+                             f"{', '.join(OBJECTIVES)} or pass a callable loss(model, x)")
+        if objective == "contrastive":
+            return Contrastive(model, image_shape=image_shape)
+        return OBJECTIVES[objective](model)
+    if callable(objective) or hasattr(objective, "loss"):
+        return objective
+    raise TypeError(f"objective must be a name or a callable loss(model, x), got {type(objective).__name__}")

@@ -1,0 +1,101 @@
+"""The whole two-stage pipeline in one call: stage 1, stage 2, fine-tuning, evaluated after each."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .data import labels_per_class, load_mnist, validation_split
+from .evaluation import evaluate_model
+from .models import TwoStageNetwork
+from .training import (DEFAULT_BATCH_SIZE, EarlyStopping, finetune, seed_everything, select_device,
+                       train_stage1, train_stage2)
+
+
+@dataclass
+class PipelineConfig:
+    """Every knob of ``python -m twostage_lib run``; the defaults are the measured recipe."""
+
+    data: str = "auto"  # auto, bundled or full
+    data_dir: str | None = None
+    dataset: str = "mnist"
+    objective: str = "contrastive"
+    epochs_stage1: int = 3
+    epochs_stage2: int = 3
+    epochs_finetune: int = 25
+    batch_size: int = DEFAULT_BATCH_SIZE
+    lr: float = 3e-3
+    stage1_lr_scale: float = 1.0  # fine-tuning: stage 1's learning rate is lr * this
+    augment: bool = True  # digit-safe augmentation while fine-tuning
+    labels_per_class: int | None = None  # None: every label
+    val_size: float = 5000  # images (or a fraction) carved from training data for validation
+    device: str = "auto"
+    seed: int = 0
+    progress: bool = True
+
+
+def run_pipeline(config: PipelineConfig, splits=None, model=None) -> dict:
+    """Train and evaluate the three stages; returns the report (what ``--json`` writes)."""
+    started = time.perf_counter()
+    seed_everything(config.seed)
+    device = select_device(config.device)
+    if splits is None:
+        splits = load_mnist(config.data_dir, source=config.data, dataset=config.dataset)
+    val_size = config.val_size if len(splits.train) > 4 * config.val_size else 0.1
+    train, val = validation_split(splits.train, val_size, seed=config.seed)
+    labelled = train if config.labels_per_class is None else labels_per_class(
+        train, config.labels_per_class, seed=config.seed)
+    model = model or TwoStageNetwork(in_features=splits.train.num_features,
+                                     num_classes=splits.train.num_classes)
+    common = dict(batch_size=config.batch_size, device=device, seed=config.seed, progress=config.progress)
+    stages = {}
+
+    t0 = time.perf_counter()
+    h1 = train_stage1(model, train, objective=config.objective, epochs=config.epochs_stage1,
+                      lr=config.lr, **common)
+    stages["stage1"] = {"test_accuracy": None, "train_loss": h1.last.get("train_loss"),
+                        "seconds": time.perf_counter() - t0, "history": h1.epochs}
+
+    t0 = time.perf_counter()
+    h2 = train_stage2(model, labelled, epochs=config.epochs_stage2, lr=config.lr, val=val, **common)
+    stages["stage2"] = _stage_report(model, splits.test, h2, t0)
+
+    t0 = time.perf_counter()
+    h3 = finetune(model, labelled, epochs=config.epochs_finetune, lr=config.lr,
+                  stage1_lr_scale=config.stage1_lr_scale, augment=config.augment, scheduler="cosine",
+                  val=val, early_stopping=EarlyStopping(patience=max(3, config.epochs_finetune // 3)),
+                  **common)
+    stages["finetune"] = _stage_report(model, splits.test, h3, t0)
+
+    return {
+        "data_source": splits.source,
+        "data_location": splits.location,
+        "dataset": splits.name,
+        "n_train": len(train),
+        "n_labelled": len(labelled),
+        "n_val": len(val),
+        "n_test": len(splits.test),
+        "device": str(device),
+        "config": asdict(config),
+        "stages": stages,
+        "final_test_accuracy": stages["finetune"]["test_accuracy"],
+        "total_seconds": time.perf_counter() - started,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _stage_report(model, test, history, t0) -> dict:
+    ev = evaluate_model(model, test)
+    return {"test_accuracy": ev.accuracy, "test_loss": ev.loss, "balanced_accuracy": ev.balanced_accuracy,
+            "epochs_run": len(history), "stopped_early": history.stopped_early,
+            "seconds": time.perf_counter() - t0, "history": history.epochs}
+
+
+def format_table(report: dict) -> str:
+    lines = [f"{'stage':<10} {'test accuracy':>14} {'seconds':>9}"]
+    for name, s in report["stages"].items():
+        acc = "-" if s["test_accuracy"] is None else f"{100 * s['test_accuracy']:.2f}%"
+        lines.append(f"{name:<10} {acc:>14} {s['seconds']:>9.1f}")
+    lines.append(f"{'total':<10} {100 * report['final_test_accuracy']:>13.2f}% {report['total_seconds']:>9.1f}")
+    return "\n".join(lines)

@@ -1,0 +1,422 @@
+"""Training: one loop shared by stage 1, stage 2 and fine-tuning (slides 2, 3, 5, 6, 8, 9, 11)."""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data import Batches, TensorData, augment as augment_batch
+from .freezing import freeze_stage1, unfreeze_stage1
+from .objectives import make_objective
+
+DEFAULT_BATCH_SIZE = 512
+
+
+# ---------------------------------------------------------------- set-up helpers
+
+def seed_everything(seed=0) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) so a run repeats on the same machine."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def select_device(device="auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple's MPS, then the CPU; anything else is used as given."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use device='cpu'")
+    return device
+
+
+def as_tensors(data, device, batch_size=4096):
+    """Flattened float inputs and labels on ``device`` from a TensorData, an (X, y) pair, or a
+    torch ``Dataset`` / ``DataLoader`` (read once into memory)."""
+    if isinstance(data, TensorData):
+        return data.on(device)
+    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
+        return TensorData(data[0], data[1]).on(device)
+    if isinstance(data, torch.utils.data.Dataset):
+        data = torch.utils.data.DataLoader(data, batch_size=batch_size)
+    if isinstance(data, torch.utils.data.DataLoader):
+        xs, ys = zip(*((x.reshape(len(x), -1).float(), torch.as_tensor(y)) for x, y in data))
+        return torch.cat(xs).to(device), torch.cat(ys).long().to(device)
+    raise TypeError(f"cannot train on {type(data).__name__}: pass a TensorData (from load_mnist), "
+                    "an (X, y) pair of tensors, or a torch Dataset / DataLoader")
+
+
+def image_shape_of(data, x) -> tuple:
+    if isinstance(data, TensorData) and len(data.image_shape) >= 2:
+        shape = data.image_shape
+        return shape if len(shape) == 3 else (1, *shape)
+    side = math.isqrt(x.shape[1])
+    if side * side != x.shape[1]:
+        raise ValueError(f"cannot infer an image shape for {x.shape[1]} features; pass TensorData images")
+    return (1, side, side)
+
+
+# ---------------------------------------------------------------- history and early stopping
+
+@dataclass
+class History:
+    """What happened, epoch by epoch: ``history["val_loss"]`` is a list with one value per epoch."""
+
+    stage: str
+    epochs: list = field(default_factory=list)
+    interrupted: bool = False
+    stopped_early: bool = False
+    best_epoch: int | None = None
+    seconds: float = 0.0
+    objective: object = None  # stage 1's objective module (decoder / projection head)
+
+    def __getitem__(self, key):
+        return [e.get(key) for e in self.epochs]
+
+    def __len__(self):
+        return len(self.epochs)
+
+    @property
+    def last(self) -> dict:
+        return self.epochs[-1] if self.epochs else {}
+
+    def __repr__(self):
+        flags = "".join([", interrupted" * self.interrupted, ", stopped early" * self.stopped_early])
+        last = ", ".join(f"{k}={v:.4g}" for k, v in self.last.items() if isinstance(v, float))
+        return f"History({self.stage}: {len(self)} epochs{flags}; last: {last})"
+
+
+class EarlyStopping:
+    """Stop when the validation loss has not improved by ``min_delta`` for ``patience`` epochs
+    (slide 9), and keep a copy of the best weights so they can be put back."""
+
+    def __init__(self, patience=5, min_delta=0.0, restore_best=True):
+        self.patience, self.min_delta, self.restore_best = patience, min_delta, restore_best
+        self.counter, self.best_loss, self.best_epoch, self.best_state = 0, float("inf"), None, None
+
+    def __call__(self, val_loss, model=None, epoch=None) -> bool:
+        """Record one epoch's validation loss; True means stop."""
+        if val_loss < self.best_loss - self.min_delta:
+            self.best_loss, self.counter, self.best_epoch = val_loss, 0, epoch
+            if model is not None and self.restore_best:
+                self.best_state = copy.deepcopy(model.state_dict())
+            return False
+        self.counter += 1
+        return self.counter >= self.patience
+
+    def restore(self, model) -> bool:
+        if self.best_state is None:
+            return False
+        model.load_state_dict(self.best_state)
+        return True
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite. ``.history`` holds the epochs completed before it."""
+
+    def __init__(self, message, history):
+        super().__init__(message)
+        self.history = history
+
+
+def make_scheduler(name, optimizer, epochs, steps_per_epoch, step_size=None, gamma=0.1):
+    """``"step"``: StepLR stepped each epoch (slide 6). ``"cosine"``: cosine decay to 0 over every
+    step of the run. A ready LR scheduler is stepped each epoch. Returns (scheduler, per_step)."""
+    if name is None or name == "none":
+        return None, False
+    if name == "step":
+        step_size = step_size or max(1, epochs // 3)
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma), False
+    if name == "cosine":
+        total = max(1, epochs * steps_per_epoch)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total), True
+    if isinstance(name, torch.optim.lr_scheduler.LRScheduler):
+        return name, False
+    raise ValueError(f"unknown scheduler {name!r}; choose 'step', 'cosine', None or pass an LR scheduler")
+
+
+def make_optimizer(param_groups, lr, weight_decay=0.0):
+    """Adam, with the multi-tensor (foreach) update: one kernel for all parameters, not one each."""
+    return torch.optim.Adam(param_groups, lr=lr, weight_decay=weight_decay, foreach=True)
+
+
+# ---------------------------------------------------------------- the shared loop
+
+def run_epochs(stage, model, optimizer, batches, loss_fn, epochs, *, scheduler=None,
+               clip_grad_norm=None, validate=None, early_stopping=None, writer=None,
+               progress=True, train_modules=None, objective=None) -> History:
+    """Train for ``epochs`` passes over ``batches`` with ``loss_fn(x, y) -> loss``.
+
+    Stops with ``TrainingDiverged`` (history kept) on a NaN or infinite loss; on Ctrl-C it
+    finishes cleanly and returns the history with ``interrupted=True``.
+    """
+    history = History(stage, objective=objective)
+    sched, per_step = make_scheduler(scheduler, optimizer, epochs, len(batches))
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+    writer = _writer(writer)
+    device = params[0].device
+    # A finiteness test reads the loss on the host. On the CPU that is free; on a GPU it would
+    # stall the queue every step, so there it is checked every few steps instead.
+    check_every = 1 if device.type == "cpu" else 50
+    train_modules = train_modules or [model]
+    bar = tqdm(range(epochs), desc=stage, disable=not progress, leave=True)
+    start = time.perf_counter()
+    epoch = step = 0
+    try:
+        for epoch in bar:
+            for m in train_modules:
+                m.train()
+            t0 = time.perf_counter()
+            total = torch.zeros((), device=device)
+            norm_sum = torch.zeros((), device=device)
+            norm_max = torch.zeros((), device=device)
+            seen = 0
+            for step, (x, y) in enumerate(batches):
+                loss = loss_fn(x, y)
+                if step % check_every == 0 and not torch.isfinite(loss):
+                    raise _diverged(stage, epoch, step, loss, history, device)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if clip_grad_norm is not None:
+                    norm = torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)  # norm before clipping
+                    norm_sum += norm
+                    norm_max = torch.maximum(norm_max, norm)
+                optimizer.step()
+                if per_step:
+                    sched.step()
+                total += loss.detach() * len(x)
+                seen += len(x)
+            train_loss = total.item() / max(seen, 1)
+            if not math.isfinite(train_loss):
+                raise _diverged(stage, epoch, step, train_loss, history, device)
+            lrs = [g["lr"] for g in optimizer.param_groups]  # used this epoch
+            record = {"epoch": epoch + 1, "train_loss": train_loss, "lr": lrs[-1], "lrs": lrs}
+            if clip_grad_norm is not None:
+                record["grad_norm_mean"] = norm_sum.item() / max(len(batches), 1)
+                record["grad_norm_max"] = norm_max.item()
+            if sched is not None and not per_step:
+                sched.step()
+            if validate is not None:
+                record.update(validate())
+            record["seconds"] = time.perf_counter() - t0
+            history.epochs.append(record)
+            _log(writer, stage, record)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("train_loss", "val_loss", "val_acc")})
+            if early_stopping is not None and "val_loss" in record:
+                if early_stopping(record["val_loss"], model, epoch + 1):
+                    history.stopped_early = True
+                    break
+    except KeyboardInterrupt:
+        history.interrupted = True
+        warnings.warn(f"{stage}: interrupted in epoch {epoch + 1}, step {step}; the model keeps its "
+                      f"latest weights and the history its {len(history)} completed epochs")
+    finally:
+        bar.close()
+        history.seconds = time.perf_counter() - start
+        if writer is not None:
+            writer.flush()
+    if early_stopping is not None and early_stopping.restore_best and early_stopping.restore(model):
+        history.best_epoch = early_stopping.best_epoch
+    return history
+
+
+def _diverged(stage, epoch, step, loss, history, device):
+    value = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
+    where = f"step {step}" if device.type == "cpu" else f"or before step {step}"
+    return TrainingDiverged(
+        f"{stage}: the loss became {value} in epoch {epoch + 1} at {where}. The learning rate is "
+        f"probably too high: try one 3-10x lower (or gradient clipping). The {len(history)} "
+        "completed epochs are in this error's .history", history)
+
+
+def _writer(writer):
+    if writer is None or hasattr(writer, "add_scalar"):
+        return writer
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(os.fspath(writer))
+
+
+def _log(writer, stage, record):
+    if writer is None:
+        return
+    for key, value in record.items():
+        if key != "epoch" and isinstance(value, (int, float)):
+            writer.add_scalar(f"{stage}/{key}", value, record["epoch"])
+
+
+@torch.no_grad()
+def loss_and_accuracy(forward, x, y, batch_size=4096, criterion=F.cross_entropy) -> dict:
+    """Sample-weighted mean loss and accuracy of ``forward`` over (x, y), without autograd."""
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device)
+    for i in range(0, len(x), batch_size):
+        out = forward(x[i:i + batch_size])
+        yb = y[i:i + batch_size]
+        loss_sum += criterion(out, yb) * len(yb)
+        correct += (out.argmax(1) == yb).sum()
+    return {"val_loss": loss_sum.item() / len(x), "val_acc": correct.item() / len(x)}
+
+
+def _validator(model, val, device, forward=None, criterion=F.cross_entropy):
+    if val is None:
+        return None
+    xv, yv = as_tensors(val, device)
+    forward = forward or model
+
+    def validate():
+        was_training = model.training
+        model.eval()
+        out = loss_and_accuracy(forward, xv, yv, criterion=criterion)
+        model.train(was_training)
+        return out
+
+    return validate
+
+
+# ---------------------------------------------------------------- the three stages
+
+def train_stage1(model, data, objective="autoencoder", epochs=5, lr=1e-3, batch_size=DEFAULT_BATCH_SIZE,
+                 device="auto", seed=0, val=None, **loop) -> History:
+    """Stage 1: train ``model.stage1`` on images alone (labels ignored).
+
+    ``objective`` is ``"autoencoder"``, ``"denoising"``, ``"contrastive"``, an objective module or a
+    callable ``loss(model, x)``. The objective's head (decoder, projection) trains with stage 1 and
+    is returned as ``history.objective``. An objective that gives stage 1 no gradient is refused.
+    """
+    device = select_device(device)
+    seed_everything(seed)
+    model.to(device)
+    unfreeze_stage1(model)
+    x, y = as_tensors(data, device)
+    obj = make_objective(objective, model, image_shape_of(data, x))
+    if isinstance(obj, nn.Module):
+        obj.to(device)
+    loss_of = obj.loss if hasattr(obj, "loss") else obj
+    params = list(model.stage1.parameters()) + (list(obj.parameters()) if isinstance(obj, nn.Module) else [])
+    batches = Batches(x, y, batch_size, shuffle=True, seed=seed)
+    _check_stage1_gradient(model, loss_of, next(iter(batches))[0], objective)
+    validate = None
+    if val is not None:
+        xv, _ = as_tensors(val, device)
+
+        @torch.no_grad()
+        def validate():
+            modules = [model] + ([obj] if isinstance(obj, nn.Module) else [])
+            for m in modules:
+                m.eval()
+            total = sum(float(loss_of(model, xv[i:i + 4096])) * len(xv[i:i + 4096])
+                        for i in range(0, len(xv), 4096))
+            return {"val_loss": total / len(xv)}
+
+    train_modules = [model.stage1] + ([obj] if isinstance(obj, nn.Module) else [])
+    history = run_epochs("stage1", model, make_optimizer(params, lr), batches,
+                         lambda xb, yb: loss_of(model, xb), epochs, validate=validate,
+                         train_modules=train_modules, objective=obj, **loop)
+    model.eval()
+    return history
+
+
+def _check_stage1_gradient(model, loss_of, x, objective):
+    """Refuse an objective whose loss gives stage 1 a zero gradient (the seeds' MSE(f, f.detach()))."""
+    model.zero_grad(set_to_none=True)
+    loss = loss_of(model, x)
+    grads = torch.autograd.grad(loss, list(model.stage1.parameters()), allow_unused=True)
+    loss = loss.detach()
+    norm = sum(float(g.abs().sum()) for g in grads if g is not None)
+    if norm == 0.0:
+        name = getattr(objective, "__name__", objective)
+        raise ValueError(
+            f"stage-1 objective {name!r} gives the encoder a zero gradient on the first batch "
+            f"(loss {loss.item():.3g}), so stage 1 would learn nothing. A loss that compares the "
+            "features with themselves, like criterion(features, features.detach()), is always 0; "
+            "compare a reconstruction with the input instead (objective='autoencoder').")
+
+
+def train_stage2(model, data, epochs=5, lr=1e-3, batch_size=DEFAULT_BATCH_SIZE, device="auto", seed=0,
+                 val=None, cache_features=True, optimizer=None, criterion=None, **loop) -> History:
+    """Stage 2: train ``model.stage2`` on stage 1's frozen features (slides 3 and 4).
+
+    Stage 1 is frozen and in eval mode; its features are computed without autograd, once for the
+    whole training set when ``cache_features`` (the default), else every step. A given
+    ``optimizer`` may hold stage-1 parameters (even with Adam state): they still do not move.
+    """
+    device = select_device(device)
+    seed_everything(seed)
+    model.to(device)
+    freeze_stage1(model)
+    x, y = as_tensors(data, device)
+    criterion = criterion or nn.CrossEntropyLoss()
+    if cache_features:
+        x = stage1_features(model, x)
+        forward_val = lambda xb: model.stage2(model.stage1(xb))  # noqa: E731
+        loss_fn = lambda fb, yb: criterion(model.stage2(fb), yb)  # noqa: E731
+    else:
+        def loss_fn(xb, yb):
+            with torch.no_grad():
+                features = model.stage1(xb)
+            return criterion(model.stage2(features), yb)
+        forward_val = None
+    optimizer = optimizer or make_optimizer(model.stage2.parameters(), lr)
+    history = run_epochs("stage2", model, optimizer, Batches(x, y, batch_size, seed=seed), loss_fn, epochs,
+                         validate=_validator(model, val, device, forward_val),
+                         train_modules=[model.stage2], **loop)
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def stage1_features(model, x, batch_size=8192):
+    """Stage 1's features for every row of ``x``, computed once in eval mode."""
+    model.stage1.eval()
+    return torch.cat([model.stage1(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def finetune(model, data, epochs=5, lr=1e-3, stage1_lr_scale=0.1, batch_size=DEFAULT_BATCH_SIZE,
+             device="auto", seed=0, val=None, augment=False, criterion=None, stage="finetune",
+             **loop) -> History:
+    """Fine-tune end to end (slide 5): stage 1 unfrozen at ``lr * stage1_lr_scale``, stage 2 at ``lr``.
+
+    The smaller step for stage 1 keeps its pretrained features from being wrecked by the large
+    early gradients of the classifier. ``augment=True`` applies digit-safe augmentation per batch.
+    """
+    device = select_device(device)
+    seed_everything(seed)
+    model.to(device)
+    unfreeze_stage1(model)
+    x, y = as_tensors(data, device)
+    criterion = criterion or nn.CrossEntropyLoss()
+    groups = [{"params": model.stage1.parameters(), "lr": lr * stage1_lr_scale},
+              {"params": model.stage2.parameters(), "lr": lr}]
+    shape = image_shape_of(data, x)
+    if augment is True:
+        generator = torch.Generator().manual_seed(seed)
+        augment = lambda xb: augment_batch(xb, shape, generator=generator)  # noqa: E731
+
+    def loss_fn(xb, yb):
+        return criterion(model(augment(xb) if augment else xb), yb)
+
+    history = run_epochs(stage, model, make_optimizer(groups, lr), Batches(x, y, batch_size, seed=seed),
+                         loss_fn, epochs, validate=_validator(model, val, device), **loop)
+    model.eval()
+    return history
+
+
+def train_supervised(model, data, epochs=5, lr=1e-3, **kwargs) -> History:
+    """The baseline: the same network trained end to end from scratch, one learning rate."""
+    return finetune(model, data, epochs=epochs, lr=lr, stage1_lr_scale=1.0, stage="supervised", **kwargs)

@@ -198,3 +198,14 @@ def test_augmentation_is_small_and_never_flips(bundled):
     cols = torch.arange(28.0)
     centre = (out.sum(dim=(1, 2)) * cols).sum(1) / out.sum(dim=(1, 2, 3))
     assert float(centre.max()) < 8.5 and float(centre.min()) > 0.5  # starts at 4.5; a flip gives 22.5
+
+
+def test_weighted_batches_rebalance_classes():
+    y = torch.tensor([0] * 900 + [1] * 100)
+    x = torch.zeros(1000, 1)
+    weights = ts.class_weights(y)[y]
+    drawn = torch.cat([b[1] for b in ts.Batches(x, y, batch_size=100, seed=0, sample_weights=weights)])
+    share = float((drawn == 1).float().mean())
+    assert len(drawn) == 1000 and 0.42 < share < 0.58  # about half, not 10%
+    with pytest.raises(ValueError, match="one non-negative weight per sample"):
+        ts.Batches(x, y, sample_weights=torch.ones(3))

@@ -242,6 +242,7 @@ def test_device_selection():
             ts.select_device("cuda")
 
 
-def test_foreach_adam():
-    opt = make_optimizer([nn.Parameter(torch.zeros(2))], lr=1e-3)
-    assert opt.defaults["foreach"] is True
+def test_fused_adam_with_parameter_groups():
+    a, b = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(2))
+    opt = make_optimizer([{"params": [a], "lr": 1e-4}, {"params": iter([b])}], lr=1e-3)
+    assert opt.defaults["fused"] is True and [g["lr"] for g in opt.param_groups] == [1e-4, 1e-3]

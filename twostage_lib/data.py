@@ -262,9 +262,11 @@ class Batches:
 
     Each pass draws a new permutation from its own generator, so the same seed gives the same
     batches on every run. ``x`` and ``y`` stay on their device; only indices are created.
+    With ``sample_weights`` each pass instead draws ``len(x)`` indices with replacement, in
+    proportion to the weights (what ``WeightedRandomSampler`` does, for rebalancing classes).
     """
 
-    def __init__(self, x, y, batch_size=256, shuffle=True, seed=0, drop_last=False):
+    def __init__(self, x, y, batch_size=256, shuffle=True, seed=0, drop_last=False, sample_weights=None):
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length ({len(x)} vs {len(y)})")
         if batch_size < 1:
@@ -272,6 +274,12 @@ class Batches:
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.generator = torch.Generator().manual_seed(seed)
+        self.sample_weights = None
+        if sample_weights is not None:
+            self.sample_weights = torch.as_tensor(sample_weights, dtype=torch.double).cpu()
+            if len(self.sample_weights) != len(x) or not bool((self.sample_weights >= 0).all()):
+                raise ValueError(f"sample_weights needs one non-negative weight per sample ({len(x)}), "
+                                 f"got {len(self.sample_weights)}")
 
     def __len__(self):
         n = len(self.x)
@@ -279,11 +287,14 @@ class Batches:
 
     def __iter__(self):
         n = len(self.x)
-        if self.shuffle:
+        if self.sample_weights is not None:
+            order = torch.multinomial(self.sample_weights, n, replacement=True, generator=self.generator)
+            order = order.to(self.x.device)
+        elif self.shuffle:
             order = torch.randperm(n, generator=self.generator).to(self.x.device)
         for i in range(len(self)):
             lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, n)
-            if self.shuffle:
+            if self.shuffle or self.sample_weights is not None:
                 idx = order[lo:hi]
                 yield self.x[idx], self.y[idx]
             else:

@@ -51,8 +51,6 @@ class Denoising(Autoencoder):
         self.mask = mask
 
     def corrupt(self, x):
-        if not self.training:
-            return x
         keep = torch.rand_like(x) >= self.mask
         return torch.where(keep, x, x.min())
 

@@ -35,8 +35,11 @@ class PipelineConfig:
     progress: bool = True
 
 
-def run_pipeline(config: PipelineConfig, splits=None, model=None) -> dict:
-    """Train and evaluate the three stages; returns the report (what ``--json`` writes)."""
+def run_pipeline(config: PipelineConfig, splits=None, model=None, on_epoch=None) -> dict:
+    """Train and evaluate the three stages; returns the report (what ``--json`` writes).
+
+    ``on_epoch(stage, record)`` is called after every epoch of every stage.
+    """
     started = time.perf_counter()
     seed_everything(config.seed)
     device = select_device(config.device)
@@ -49,23 +52,27 @@ def run_pipeline(config: PipelineConfig, splits=None, model=None) -> dict:
     model = model or TwoStageNetwork(in_features=splits.train.num_features,
                                      num_classes=splits.train.num_classes)
     common = dict(batch_size=config.batch_size, device=device, seed=config.seed, progress=config.progress)
+
+    def hook(stage):
+        return None if on_epoch is None else (lambda record: on_epoch(stage, record))
     stages = {}
 
     t0 = time.perf_counter()
     h1 = train_stage1(model, train, objective=config.objective, epochs=config.epochs_stage1,
-                      lr=config.lr, **common)
+                      lr=config.lr, callback=hook("stage1"), **common)
     stages["stage1"] = {"test_accuracy": None, "train_loss": h1.last.get("train_loss"),
                         "seconds": time.perf_counter() - t0, "history": h1.epochs}
 
     t0 = time.perf_counter()
-    h2 = train_stage2(model, labelled, epochs=config.epochs_stage2, lr=config.lr, val=val, **common)
+    h2 = train_stage2(model, labelled, epochs=config.epochs_stage2, lr=config.lr, val=val,
+                      callback=hook("stage2"), **common)
     stages["stage2"] = _stage_report(model, splits.test, h2, t0)
 
     t0 = time.perf_counter()
     h3 = finetune(model, labelled, epochs=config.epochs_finetune, lr=config.lr,
                   stage1_lr_scale=config.stage1_lr_scale, augment=config.augment, scheduler="cosine",
                   val=val, early_stopping=EarlyStopping(patience=max(3, config.epochs_finetune // 3)),
-                  **common)
+                  callback=hook("finetune"), **common)
     stages["finetune"] = _stage_report(model, splits.test, h3, t0)
 
     return {

@@ -151,19 +151,24 @@ def make_scheduler(name, optimizer, epochs, steps_per_epoch, step_size=None, gam
 
 
 def make_optimizer(param_groups, lr, weight_decay=0.0):
-    """Adam, with the multi-tensor (foreach) update: one kernel for all parameters, not one each."""
-    return torch.optim.Adam(param_groups, lr=lr, weight_decay=weight_decay, foreach=True)
+    """Adam with a fused update (one kernel for all parameters) on CPU and CUDA, else foreach."""
+    groups = [dict(g, params=list(g["params"])) if isinstance(g, dict) else g for g in param_groups]
+    device = (groups[0]["params"][0] if isinstance(groups[0], dict) else groups[0]).device
+    fast = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
+    return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, **fast)
 
 
 # ---------------------------------------------------------------- the shared loop
 
 def run_epochs(stage, model, optimizer, batches, loss_fn, epochs, *, scheduler=None,
                clip_grad_norm=None, validate=None, early_stopping=None, writer=None,
-               progress=True, train_modules=None, objective=None) -> History:
+               progress=True, train_modules=None, objective=None, callback=None) -> History:
     """Train for ``epochs`` passes over ``batches`` with ``loss_fn(x, y) -> loss``.
 
     Stops with ``TrainingDiverged`` (history kept) on a NaN or infinite loss; on Ctrl-C it
-    finishes cleanly and returns the history with ``interrupted=True``.
+    finishes cleanly and returns the history with ``interrupted=True``. ``callback(record)`` is
+    called after every epoch (the notebooks' live plots use it); if it returns True, training
+    stops there (``stopped_early``).
     """
     history = History(stage, objective=objective)
     sched, per_step = make_scheduler(scheduler, optimizer, epochs, len(batches))
@@ -199,7 +204,7 @@ def run_epochs(stage, model, optimizer, batches, loss_fn, epochs, *, scheduler=N
                 optimizer.step()
                 if per_step:
                     sched.step()
-                total += loss.detach() * len(x)
+                total.add_(loss.detach(), alpha=len(x))  # on the device: no host sync
                 seen += len(x)
             train_loss = total.item() / max(seen, 1)
             if not math.isfinite(train_loss):
@@ -216,6 +221,9 @@ def run_epochs(stage, model, optimizer, batches, loss_fn, epochs, *, scheduler=N
             record["seconds"] = time.perf_counter() - t0
             history.epochs.append(record)
             _log(writer, stage, record)
+            if callback is not None and callback(record) is True:
+                history.stopped_early = True
+                break
             bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("train_loss", "val_loss", "val_acc")})
             if early_stopping is not None and "val_loss" in record:
                 if early_stopping(record["val_loss"], model, epoch + 1):
@@ -389,11 +397,12 @@ def stage1_features(model, x, batch_size=8192):
 
 def finetune(model, data, epochs=5, lr=1e-3, stage1_lr_scale=0.1, batch_size=DEFAULT_BATCH_SIZE,
              device="auto", seed=0, val=None, augment=False, criterion=None, stage="finetune",
-             **loop) -> History:
+             sample_weights=None, **loop) -> History:
     """Fine-tune end to end (slide 5): stage 1 unfrozen at ``lr * stage1_lr_scale``, stage 2 at ``lr``.
 
     The smaller step for stage 1 keeps its pretrained features from being wrecked by the large
-    early gradients of the classifier. ``augment=True`` applies digit-safe augmentation per batch.
+    early gradients of the classifier. ``augment=True`` applies digit-safe augmentation per batch;
+    ``sample_weights`` (one per training sample) draws batches in proportion to them.
     """
     device = select_device(device)
     seed_everything(seed)
@@ -411,7 +420,8 @@ def finetune(model, data, epochs=5, lr=1e-3, stage1_lr_scale=0.1, batch_size=DEF
     def loss_fn(xb, yb):
         return criterion(model(augment(xb) if augment else xb), yb)
 
-    history = run_epochs(stage, model, make_optimizer(groups, lr), Batches(x, y, batch_size, seed=seed),
+    batches = Batches(x, y, batch_size, seed=seed, sample_weights=sample_weights)
+    history = run_epochs(stage, model, make_optimizer(groups, lr), batches,
                          loss_fn, epochs, validate=_validator(model, val, device), **loop)
     model.eval()
     return history

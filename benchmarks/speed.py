@@ -1,0 +1,409 @@
+"""Speed benchmark: the seeds' recipe against the library's in-memory path, measured in one run.
+
+    python benchmarks/speed.py            # everything (about 6 minutes on 2 cores)
+    python benchmarks/speed.py --quick    # skips the seed recipe's full 10-epoch run (about 3 minutes)
+
+Needs the full MNIST raw files (TWOSTAGE_DATA or ../shared/data). Each measurement runs in its own
+process so its peak memory (RSS) is its own. Writes benchmarks/results.json, benchmarks/speed.png
+and the table between the bench markers in README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from twostage_lib.training import DEFAULT_BATCH_SIZE
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SEED_BATCH = 32
+TIME_BUDGET = 4.0  # seconds of stepping per throughput measurement of the seeds' loader
+
+
+# ---------------------------------------------------------------- shared pieces
+
+def data_root() -> Path:
+    for root in (os.environ.get("TWOSTAGE_DATA"), ROOT.parent / "shared" / "data"):
+        if root and (Path(root) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+            return Path(root)
+    sys.exit("benchmarks need the full, uncompressed MNIST raw files: set TWOSTAGE_DATA to a folder "
+             "holding MNIST/raw/ (torchvision's layout)")
+
+
+def linear_flops(layers, input_needs_grad=False) -> float:
+    """Forward + backward FLOPs per sample of a stack of Linear layers (multiply-add = 2 FLOPs).
+
+    Forward: 2·in·out per layer. Backward: 2·in·out for the weight gradient, and 2·in·out for the
+    input gradient of every layer except the first when its input needs no gradient.
+    """
+    total = 0.0
+    for i, layer in enumerate(layers):
+        macs = layer.in_features * layer.out_features
+        total += 2 * macs + 2 * macs + (2 * macs if (i > 0 or input_needs_grad) else 0)
+    return total
+
+
+def linears(*modules):
+    return [m for module in modules for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+# ---------------------------------------------------------------- the seeds' path
+
+def seeds_loader(batch_size=SEED_BATCH):
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
+    train = datasets.MNIST(str(data_root()), train=True, transform=transform, download=False)
+    return torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True)
+
+
+def seeds_step(stage, model, optimizer):
+    """One training step exactly as the seeds write it, for stage1, stage2 or finetune (slide 5)."""
+    mse, ce = nn.MSELoss(), nn.CrossEntropyLoss()
+
+    def step(inputs, labels):
+        inputs = inputs.view(inputs.size(0), -1)
+        optimizer.zero_grad()
+        if stage == "stage1":
+            features = model.stage1(inputs)
+            loss = mse(features, features.detach())
+        elif stage == "stage2":
+            loss = ce(model.stage2(model.stage1(inputs).detach()), labels)
+        else:
+            loss = ce(model(inputs), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.item()  # the seeds' running_loss += loss.item()
+    return step
+
+
+def worker_seeds(stage):
+    import twostage_lib as ts
+
+    ts.seed_everything(0)
+    model = ts.TwoStageNetwork()
+    step = seeds_step(stage, model, torch.optim.Adam(model.parameters(), lr=1e-3))
+    seen, start, warm = 0, None, 20
+    for i, (inputs, labels) in enumerate(seeds_loader()):
+        step(inputs, labels)
+        if i == warm:
+            start = time.perf_counter()
+        elif i > warm:
+            seen += len(labels)
+            if time.perf_counter() - start > TIME_BUDGET:
+                break
+    return {"samples_per_s": seen / (time.perf_counter() - start)}
+
+
+# ---------------------------------------------------------------- the library's path
+
+def library_data():
+    import twostage_lib as ts
+
+    splits = ts.load_mnist(data_root(), source="full", verbose=False)
+    return splits, splits.train
+
+
+def worker_library(stage, batch_size, cache=True):
+    import twostage_lib as ts
+
+    _, train = library_data()
+    ts.seed_everything(0)
+    model = ts.TwoStageNetwork()
+    common = dict(epochs=2, batch_size=batch_size, device="cpu", progress=False)
+    if stage == "stage1":
+        h = ts.train_stage1(model, train, objective="autoencoder", **common)
+    elif stage == "stage2":
+        h = ts.train_stage2(model, train, cache_features=cache, **common)
+    else:
+        h = ts.finetune(model, train, **common)
+    seconds = h.epochs[-1]["seconds"]  # the second epoch: warm caches, allocator settled
+    return {"samples_per_s": len(train) / seconds, "epoch_seconds": seconds}
+
+
+def worker_cache(batch_size):
+    import twostage_lib as ts
+
+    _, train = library_data()
+    out = {}
+    for cache in (False, True):
+        ts.seed_everything(0)
+        model = ts.TwoStageNetwork()
+        h = ts.train_stage2(model, train, epochs=4, batch_size=batch_size, device="cpu", progress=False,
+                            cache_features=cache)
+        out["cached" if cache else "recomputed"] = sorted(h["seconds"])[len(h) // 2]
+    out["speedup"] = out["recomputed"] / out["cached"]
+    return out
+
+
+# ---------------------------------------------------------------- time to 98 % test accuracy
+
+class Clock:
+    """Training time only: evaluation after each epoch is timed and subtracted."""
+
+    def __init__(self, model, test, target=0.98):
+        self.model, self.test, self.target = model, test, target
+        self.start, self.paused, self.reached, self.curve = time.perf_counter(), 0.0, None, []
+
+    def check(self, stage):
+        import twostage_lib as ts
+
+        t0 = time.perf_counter()
+        accuracy = ts.evaluate_model(self.model, self.test).accuracy
+        self.paused += time.perf_counter() - t0
+        elapsed = time.perf_counter() - self.start - self.paused
+        self.curve.append((elapsed, accuracy, stage))
+        if self.reached is None and accuracy >= self.target:
+            self.reached = elapsed
+        return self.reached is not None
+
+
+def worker_to98_seeds():
+    """The seed blog's script as written: batch 32, 5 epochs of stage 1, then 5 of stage 2."""
+    import twostage_lib as ts
+
+    splits, _ = library_data()
+    ts.seed_everything(0)
+    model = ts.TwoStageNetwork()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    clock = Clock(model, splits.test)
+    loader = seeds_loader()
+    for stage in ("stage1", "stage2"):
+        step = seeds_step(stage, model, optimizer)
+        for _ in range(5):
+            model.train()
+            for inputs, labels in loader:
+                step(inputs, labels)
+            clock.check(stage)
+    return {"seconds_to_98": clock.reached, "final_accuracy": clock.curve[-1][1],
+            "training_seconds": clock.curve[-1][0], "curve": clock.curve}
+
+
+def worker_to98_supervised():
+    import twostage_lib as ts
+
+    splits, train = library_data()
+    ts.seed_everything(0)
+    model = ts.TwoStageNetwork()
+    clock = Clock(model, splits.test)
+    ts.train_supervised(model, train, epochs=15, lr=2e-3, scheduler="cosine", device="cpu", progress=False,
+                        callback=lambda record: clock.check("supervised"))
+    return {"seconds_to_98": clock.reached, "final_accuracy": clock.curve[-1][1],
+            "training_seconds": clock.curve[-1][0], "curve": clock.curve}
+
+
+def worker_to98_pipeline():
+    import twostage_lib as ts
+    from twostage_lib.pipeline import PipelineConfig, run_pipeline
+
+    splits, _ = library_data()
+    ts.seed_everything(0)
+    model = ts.TwoStageNetwork()
+    clock = Clock(model, splits.test)
+
+    def on_epoch(stage, record):  # returns None: the pipeline runs to its end
+        if stage != "stage1":
+            clock.check(stage)
+
+    report = run_pipeline(PipelineConfig(device="cpu", progress=False), splits=splits, model=model,
+                          on_epoch=on_epoch)
+    return {"seconds_to_98": clock.reached, "final_accuracy": report["final_test_accuracy"],
+            "training_seconds": clock.curve[-1][0], "curve": clock.curve}
+
+
+def worker_cli():
+    """The whole `python -m twostage_lib run` process, wall time, as a learner runs it."""
+    start = time.perf_counter()
+    env = dict(os.environ, TWOSTAGE_DATA=str(data_root()))
+    out = subprocess.run([sys.executable, "-m", "twostage_lib", "run", "--no-progress", "--json",
+                          str(HERE / "cli_report.json")], env=env, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - start
+    report = json.loads((HERE / "cli_report.json").read_text())
+    (HERE / "cli_report.json").unlink()
+    return {"wall_seconds": wall, "final_accuracy": report["final_test_accuracy"], "table": out.stdout}
+
+
+# ---------------------------------------------------------------- the ceiling
+
+def worker_ceiling():
+    """Measured float32 matmul throughput of this machine (FLOP/s), at its best square size."""
+    torch.manual_seed(0)
+    best = 0.0
+    for n in (512, 1024, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        for _ in range(3):
+            a @ b
+        reps = max(3, int(2e10 / (2 * n ** 3)))
+        start = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - start))
+    return {"flops": best}
+
+
+WORKERS = {
+    "seeds/stage1": lambda: worker_seeds("stage1"),
+    "seeds/stage2": lambda: worker_seeds("stage2"),
+    "seeds/finetune": lambda: worker_seeds("finetune"),
+    "library32/stage1": lambda: worker_library("stage1", SEED_BATCH),
+    "library32/stage2": lambda: worker_library("stage2", SEED_BATCH),
+    "library32/finetune": lambda: worker_library("finetune", SEED_BATCH),
+    "library/stage1": lambda: worker_library("stage1", DEFAULT_BATCH_SIZE),
+    "library/stage2": lambda: worker_library("stage2", DEFAULT_BATCH_SIZE),
+    "library/finetune": lambda: worker_library("finetune", DEFAULT_BATCH_SIZE),
+    "cache": lambda: worker_cache(DEFAULT_BATCH_SIZE),
+    "to98/seeds": worker_to98_seeds,
+    "to98/supervised": worker_to98_supervised,
+    "to98/pipeline": worker_to98_pipeline,
+    "cli": worker_cli,
+    "ceiling": worker_ceiling,
+}
+
+
+def run_worker(name):
+    result = WORKERS[name]()
+    result["peak_rss_mb"] = peak_rss_mb()
+    print(json.dumps(result))
+
+
+# ---------------------------------------------------------------- report
+
+def flops_per_sample():
+    import twostage_lib as ts
+    from twostage_lib.models import decoder_for
+
+    net = ts.TwoStageNetwork()
+    return {
+        "stage1": linear_flops(linears(net.stage1, decoder_for(net))),  # autoencoder step
+        "stage2": linear_flops(linears(net.stage2)),  # on cached features
+        "finetune": linear_flops(linears(net)),
+        "seeds_stage1": linear_flops(linears(net.stage1)),
+        "seeds_stage2": 2 * sum(l.in_features * l.out_features for l in linears(net.stage1)) + linear_flops(linears(net.stage2)),
+    }
+
+
+def measure(names) -> dict:
+    results = {}
+    for name in names:
+        print(f"  {name} ...", end=" ", flush=True)
+        out = subprocess.run([sys.executable, __file__, "--worker", name], capture_output=True, text=True,
+                             cwd=ROOT)
+        if out.returncode != 0:
+            sys.exit(f"worker {name} failed:\n{out.stderr[-3000:]}")
+        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        print({k: round(v, 3) if isinstance(v, float) else v for k, v in results[name].items()
+               if k not in ("curve", "table")}, flush=True)
+    return results
+
+
+def table(results, flops, command) -> str:
+    peak = results["ceiling"]["flops"]
+    lines = [f"Measured with `{command}` on {platform.machine()}, {os.cpu_count()} cores, "
+             f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+             f"matmul ceiling {peak / 1e9:.0f} GFLOP/s.", "",
+             "| path | stage | batch | samples/s | vs seeds | FLOPs/sample (fwd+bwd) | of ceiling | peak RSS |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for stage in ("stage1", "stage2", "finetune"):
+        seeds = results[f"seeds/{stage}"]["samples_per_s"]
+        rows = [("seeds: per-sample DataLoader", f"seeds/{stage}", SEED_BATCH, flops.get(f"seeds_{stage}", flops[stage])),
+                ("library: in-memory", f"library32/{stage}", SEED_BATCH, flops[stage]),
+                ("library: in-memory", f"library/{stage}", DEFAULT_BATCH_SIZE, flops[stage])]
+        for label, key, batch, f in rows:
+            r = results[key]
+            lines.append(f"| {label} | {stage} | {batch} | {r['samples_per_s']:,.0f} | "
+                         f"{r['samples_per_s'] / seeds:.1f}x | {f / 1e6:.3f} M | "
+                         f"{r['samples_per_s'] * f / peak:.0%} | {r['peak_rss_mb']:.0f} MB |")
+    c = results["cache"]
+    lines += ["", f"Stage 2, one epoch at batch {DEFAULT_BATCH_SIZE}: recomputing stage 1 {c['recomputed']:.3f} s, "
+              f"cached features {c['cached']:.3f} s: **{c['speedup']:.1f}x** faster.", "",
+              "| time to 98% test accuracy (training only) | reached after | final test accuracy | training time | peak RSS |",
+              "|---|---:|---:|---:|---:|"]
+    names = {"to98/seeds": "seed blog's script as written (batch 32, 5 + 5 epochs)",
+             "to98/supervised": "library, supervised from scratch (15 epochs, cosine)",
+             "to98/pipeline": "library, two-stage defaults (`python -m twostage_lib run`)"}
+    for key, label in names.items():
+        if key not in results:
+            continue
+        r = results[key]
+        reached = f"{r['seconds_to_98']:.1f} s" if r["seconds_to_98"] is not None else "never"
+        lines.append(f"| {label} | {reached} | {r['final_accuracy']:.2%} | {r['training_seconds']:.1f} s | "
+                     f"{r['peak_rss_mb']:.0f} MB |")
+    cli = results["cli"]
+    lines += ["", f"Whole `python -m twostage_lib run` process (defaults, full MNIST): "
+              f"**{cli['wall_seconds']:.1f} s** wall, final test accuracy {cli['final_accuracy']:.2%}."]
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    stages = ["stage1", "stage2", "finetune"]
+    for i, (prefix, label) in enumerate([("seeds", "seeds, batch 32"), ("library32", "library, batch 32"),
+                                         ("library", "library, default batch")]):
+        left.bar([s + i * 0.27 for s in range(3)], [results[f"{prefix}/{s}"]["samples_per_s"] for s in stages],
+                 0.27, label=label)
+    left.set_xticks([s + 0.27 for s in range(3)], stages)
+    left.set_yscale("log")
+    left.set_ylabel("training samples / s")
+    left.legend()
+    for key in ("to98/seeds", "to98/supervised", "to98/pipeline"):
+        if key in results:
+            curve = results[key]["curve"]
+            right.plot([c[0] for c in curve], [c[1] for c in curve], marker="o", label=key.split("/")[1])
+    right.axhline(0.98, color="k", linestyle="--", linewidth=1)
+    right.set_xlabel("training seconds")
+    right.set_ylabel("test accuracy")
+    right.set_ylim(0.85, 1.0)
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def update_readme(text):
+    readme = ROOT / "README.md"
+    content = readme.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start in content and end in content:
+        head, rest = content.split(start, 1)
+        readme.write_text(head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="skip the seed recipe's 10-epoch run")
+    parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return run_worker(args.worker)
+    data_root()
+    names = [n for n in WORKERS if not (args.quick and n == "to98/seeds")]
+    results = measure(names)
+    flops = flops_per_sample()
+    command = "python benchmarks/speed.py" + (" --quick" if args.quick else "")
+    text = table(results, flops, command)
+    (HERE / "results.json").write_text(json.dumps({"results": results, "flops_per_sample": flops}, indent=1))
+    plot(results, HERE / "speed.png")
+    update_readme(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

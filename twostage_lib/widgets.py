@@ -10,6 +10,7 @@ import time
 
 import ipywidgets as W
 from matplotlib.figure import Figure  # drawn off-screen: no pyplot state, no cell output
+from matplotlib.ticker import MaxNLocator
 
 
 def slider(description, value, low, high, step=1, log=False):
@@ -54,6 +55,7 @@ class LivePlot:
             values = [r.get(key) for r in self.records]
             if any(v is not None for v in values):
                 ax.plot(x, values, marker="o", label=key)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch (across stages)")
         ax.set_title(self.title)
         ax.grid(alpha=0.3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -61,7 +62,38 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--labels-per-class", type=positive_int, default=None,
                      help="use only this many labels per class in stages 2 and 3 (default: all)")
     run.add_argument("--seed", type=int, default=defaults.seed)
+
+    cmp = sub.add_parser("compare", help="label-efficiency study: two-stage vs supervised per labels budget")
+    add_data_flags(cmp)
+    cmp.add_argument("--labels-per-class", nargs="+", type=budget, default=["1", "10", "100", "1000", "all"],
+                     help="budgets: numbers of labels per class, or 'all'")
+    cmp.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    cmp.add_argument("--objectives", nargs="+", choices=list(OBJECTIVES), default=list(OBJECTIVES))
     return parser
+
+
+def budget(text):
+    if text == "all":
+        return text
+    positive_int(text)
+    return text
+
+
+def cmd_compare(args) -> int:
+    from .compare import format_study, run_study
+    from .data import load_mnist
+    from .training import select_device
+
+    splits = load_mnist(args.data_dir, source=args.data, dataset=args.dataset)
+    budgets = [None if b == "all" else int(b) for b in args.labels_per_class]
+    start = time.perf_counter()
+    study = run_study(splits, budgets=budgets, seeds=args.seeds, objectives=args.objectives,
+                      device=select_device(args.device), log=print if not args.no_progress else (lambda *a: None))
+    study["total_seconds"] = time.perf_counter() - start
+    print(format_study(study))
+    print(f"total {study['total_seconds']:.0f} s")
+    write_json(study, args.json)
+    return 0
 
 
 def cmd_run(args) -> int:
@@ -84,7 +116,7 @@ def write_json(report, path) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return {"run": cmd_run}[args.command](args)
+    return {"run": cmd_run, "compare": cmd_compare}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,104 @@
+"""The label-efficiency study: when does two-stage training beat training from scratch?
+
+For each labels-per-class budget and seed, on the full test set: supervised from scratch (same
+network), and for each stage-1 objective a linear probe, the 128-64-10 head, and the head then
+fine-tuning (LP-FT). Stage 1 is trained once per objective and seed on every training image,
+without labels, and reused across budgets.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+import time
+
+import torch.nn as nn
+
+from .data import labels_per_class, validation_split
+from .evaluation import evaluate_model
+from .models import TwoStageNetwork
+from .training import (DEFAULT_BATCH_SIZE, finetune, seed_everything, train_stage1, train_stage2,
+                       train_supervised)
+
+BUDGETS = (1, 10, 100, 1000, None)  # None: every label
+HEAD_STEPS, TUNE_STEPS, MIN_EPOCHS = 300, 600, 10
+
+
+def budget_name(n) -> str:
+    return "all" if n is None else str(n)
+
+
+def epochs_for(n_samples, steps, batch_size):
+    """Enough epochs for about ``steps`` updates, at least MIN_EPOCHS passes over the data."""
+    per_epoch = math.ceil(n_samples / batch_size)
+    return max(MIN_EPOCHS, math.ceil(steps / per_epoch))
+
+
+def run_study(splits, budgets=BUDGETS, seeds=(0, 1, 2), objectives=("autoencoder", "denoising", "contrastive"),
+              epochs_stage1=None, lr=3e-3, device="cpu", log=print) -> dict:
+    """Returns {"methods": {method: {budget: {"mean", "std", "runs", "seconds"}}}, "config": ...}."""
+    epochs_stage1 = epochs_stage1 or {"autoencoder": 3, "denoising": 3, "contrastive": 5}
+    runs = {}  # (method, budget) -> list of (accuracy, seconds)
+    common = dict(device=device, progress=False)
+
+    def record(method, n, model, seconds):
+        accuracy = evaluate_model(model, splits.test).accuracy
+        runs.setdefault((method, budget_name(n)), []).append((accuracy, seconds))
+        log(f"  {method:<24} labels/class {budget_name(n):>4}: {accuracy:.2%} ({seconds:.1f} s)")
+
+    for seed in seeds:
+        n_val = 5000 if len(splits.train) > 20000 else 0.1  # held out, as in `run`, so budgets match
+        train, _ = validation_split(splits.train, n_val, seed=seed)
+        labelled = {n: train if n is None else labels_per_class(train, n, seed=seed) for n in budgets}
+        log(f"seed {seed}")
+        for n, data in labelled.items():
+            bs = min(DEFAULT_BATCH_SIZE, len(data))
+            start = time.perf_counter()
+            seed_everything(seed)
+            net = TwoStageNetwork(in_features=train.num_features)
+            train_supervised(net, data, epochs=epochs_for(len(data), TUNE_STEPS, bs), lr=lr, batch_size=bs,
+                             scheduler="cosine", augment=True, seed=seed, **common)
+            record("supervised", n, net, time.perf_counter() - start)
+        for objective in objectives:
+            start = time.perf_counter()
+            seed_everything(seed)
+            pretrained = TwoStageNetwork(in_features=train.num_features)
+            train_stage1(pretrained, train, objective=objective, epochs=epochs_stage1.get(objective, 3), lr=lr,
+                         seed=seed, **common)
+            stage1_seconds = time.perf_counter() - start
+            for n, data in labelled.items():
+                bs = min(DEFAULT_BATCH_SIZE, len(data))
+                head_epochs = epochs_for(len(data), HEAD_STEPS, bs)
+                start = time.perf_counter()
+                probe = copy.deepcopy(pretrained)
+                probe.stage2 = nn.Linear(probe.feature_dim, probe.config["num_classes"])
+                train_stage2(probe, data, epochs=head_epochs, lr=lr, batch_size=bs, seed=seed, **common)
+                record(f"{objective}+probe", n, probe, stage1_seconds + time.perf_counter() - start)
+                start = time.perf_counter()
+                model = copy.deepcopy(pretrained)
+                train_stage2(model, data, epochs=head_epochs, lr=lr, batch_size=bs, seed=seed, **common)
+                head_seconds = time.perf_counter() - start
+                record(f"{objective}+head", n, model, stage1_seconds + head_seconds)
+                start = time.perf_counter()
+                finetune(model, data, epochs=epochs_for(len(data), TUNE_STEPS, bs), lr=lr, batch_size=bs,
+                         stage1_lr_scale=0.3, scheduler="cosine", augment=True, seed=seed, **common)
+                record(f"{objective}+finetune", n, model,
+                       stage1_seconds + head_seconds + time.perf_counter() - start)
+
+    methods = {}
+    for (method, budget), values in runs.items():
+        accs = [a for a, _ in values]
+        methods.setdefault(method, {})[budget] = {
+            "mean": statistics.fmean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "runs": accs, "seconds": statistics.fmean(s for _, s in values)}
+    return {"methods": methods, "budgets": [budget_name(n) for n in budgets], "seeds": list(seeds),
+            "objectives": list(objectives), "data_source": splits.source, "n_test": len(splits.test)}
+
+
+def format_study(study) -> str:
+    budgets = study["budgets"]
+    lines = [f"{'method':<24}" + "".join(f"{b + '/class':>16}" for b in budgets)]
+    for method, row in study["methods"].items():
+        cells = [f"{100 * row[b]['mean']:6.2f} ± {100 * row[b]['std']:4.2f}" if b in row else "-" for b in budgets]
+        lines.append(f"{method:<24}" + "".join(f"{c:>16}" for c in cells))
+    return "\n".join(lines)

@@ -187,6 +187,10 @@ class Clock:
             self.reached = elapsed
         return self.reached is not None
 
+    def summary(self, final_accuracy=None):
+        return {"seconds_to_98": self.reached, "final_accuracy": final_accuracy or self.curve[-1][1],
+                "training_seconds": self.curve[-1][0], "curve": self.curve}
+
 
 def worker_to98_seeds():
     """The seed blog's script as written: batch 32, 5 epochs of stage 1, then 5 of stage 2."""
@@ -207,8 +211,7 @@ def worker_to98_seeds():
             for inputs, labels in loader:
                 step(inputs, labels)
             clock.check(stage)
-    return {"seconds_to_98": clock.reached, "final_accuracy": clock.curve[-1][1],
-            "training_seconds": clock.curve[-1][0], "curve": clock.curve}
+    return clock.summary()
 
 
 def worker_to98_supervised():
@@ -224,8 +227,7 @@ def worker_to98_supervised():
 
     ts.train_supervised(model, train, epochs=15, lr=2e-3, scheduler="cosine", device="cpu", progress=False,
                         callback=on_epoch)
-    return {"seconds_to_98": clock.reached, "final_accuracy": clock.curve[-1][1],
-            "training_seconds": clock.curve[-1][0], "curve": clock.curve}
+    return clock.summary()
 
 
 def worker_to98_pipeline():
@@ -243,8 +245,7 @@ def worker_to98_pipeline():
 
     report = run_pipeline(PipelineConfig(device="cpu", progress=False), splits=splits, model=model,
                           on_epoch=on_epoch)
-    return {"seconds_to_98": clock.reached, "final_accuracy": report["final_test_accuracy"],
-            "training_seconds": clock.curve[-1][0], "curve": clock.curve}
+    return clock.summary(report["final_test_accuracy"])
 
 
 def worker_cli():

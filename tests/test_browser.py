@@ -117,11 +117,15 @@ def accept_kernel(page):
 
 def wait_until_executed(notebook, timeout=300):
     """Every code cell shows an execution number ([12]:), none is queued or running."""
-    deadline = time.time() + timeout
+    deadline, halted = time.time() + timeout, 0
     while time.time() < deadline:
         prompts = [p.strip() for p in notebook.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()]
         if prompts and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts):
             return prompts
+        halted = halted + 1 if "[*]:" not in prompts else 0
+        if halted >= 15:  # nothing running, cells left unrun: a cell failed and Run All stopped
+            outputs = "\n".join(notebook.locator(".jp-OutputArea-output").all_inner_texts())
+            raise AssertionError(f"execution stopped at {prompts}:\n{outputs[-1500:]}")
         time.sleep(1)
     raise AssertionError(f"cells still running or not run after {timeout} s: {prompts}")
 

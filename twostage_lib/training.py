@@ -299,6 +299,15 @@ def _validator(model, val, device, forward=None, criterion=F.cross_entropy):
 
 # ---------------------------------------------------------------- the three stages
 
+def _prepare(model, data, device, seed):
+    """Shared set-up of every stage: device, seeds, model and data on the device."""
+    device = select_device(device)
+    seed_everything(seed)
+    model.to(device)
+    x, y = as_tensors(data, device)
+    return device, x, y
+
+
 def train_stage1(model, data, objective="autoencoder", epochs=5, lr=1e-3, batch_size=DEFAULT_BATCH_SIZE,
                  device="auto", seed=0, val=None, **loop) -> History:
     """Stage 1: train ``model.stage1`` on images alone (labels ignored).
@@ -307,11 +316,8 @@ def train_stage1(model, data, objective="autoencoder", epochs=5, lr=1e-3, batch_
     callable ``loss(model, x)``. The objective's head (decoder, projection) trains with stage 1 and
     is returned as ``history.objective``. An objective that gives stage 1 no gradient is refused.
     """
-    device = select_device(device)
-    seed_everything(seed)
-    model.to(device)
+    device, x, y = _prepare(model, data, device, seed)
     unfreeze_stage1(model)
-    x, y = as_tensors(data, device)
     obj = make_objective(objective, model, image_shape_of(data, x))
     if isinstance(obj, nn.Module):
         obj.to(device)
@@ -364,11 +370,8 @@ def train_stage2(model, data, epochs=5, lr=1e-3, batch_size=DEFAULT_BATCH_SIZE, 
     whole training set when ``cache_features`` (the default), else every step. A given
     ``optimizer`` may hold stage-1 parameters (even with Adam state): they still do not move.
     """
-    device = select_device(device)
-    seed_everything(seed)
-    model.to(device)
+    device, x, y = _prepare(model, data, device, seed)
     freeze_stage1(model)
-    x, y = as_tensors(data, device)
     criterion = criterion or nn.CrossEntropyLoss()
     if cache_features:
         x = stage1_features(model, x)
@@ -404,11 +407,8 @@ def finetune(model, data, epochs=5, lr=1e-3, stage1_lr_scale=0.1, batch_size=DEF
     early gradients of the classifier. ``augment=True`` applies digit-safe augmentation per batch;
     ``sample_weights`` (one per training sample) draws batches in proportion to them.
     """
-    device = select_device(device)
-    seed_everything(seed)
-    model.to(device)
+    device, x, y = _prepare(model, data, device, seed)
     unfreeze_stage1(model)
-    x, y = as_tensors(data, device)
     criterion = criterion or nn.CrossEntropyLoss()
     groups = [{"params": model.stage1.parameters(), "lr": lr * stage1_lr_scale},
               {"params": model.stage2.parameters(), "lr": lr}]

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-TRAINING = [p for p in NOTEBOOKS if p.name[:2] in {"02", "03", "04", "05", "06", "07"}]
+TRAINING = [p for p in NOTEBOOKS if p.name[:2] in {"02", "03", "04", "05", "06", "07", "08"}]
 SERIES = ["00_start_here", "01_network", "02_stage1_pretraining", "03_freezing", "04_stage2_classifier",
           "05_finetune", "06_transfer", "07_imbalance", "08_evaluation", "09_when_does_it_help"]
 

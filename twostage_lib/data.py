@@ -371,8 +371,9 @@ def augment(x, image_shape=(1, 28, 28), rotation=10.0, shift=0.1, scale=(0.9, 1.
     if imgs.dim() == 3:
         imgs = imgs.unsqueeze(1)
 
-    def uniform(lo, hi):
-        return torch.rand(n, generator=generator).to(x.device) * (hi - lo) + lo
+    def uniform(lo, hi):  # drawn on the generator's device: a CUDA generator means no host copy
+        device = generator.device if generator is not None else x.device
+        return torch.rand(n, generator=generator, device=device).to(x.device) * (hi - lo) + lo
 
     angle = uniform(-rotation, rotation) * math.pi / 180
     zoom = uniform(*scale)

@@ -414,7 +414,7 @@ def finetune(model, data, epochs=5, lr=1e-3, stage1_lr_scale=0.1, batch_size=DEF
               {"params": model.stage2.parameters(), "lr": lr}]
     shape = image_shape_of(data, x)
     if augment is True:
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator(device=device).manual_seed(seed)  # on the device: no per-step copy
         augment = lambda xb: augment_batch(xb, shape, generator=generator)  # noqa: E731
 
     def loss_fn(xb, yb):

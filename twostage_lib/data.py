@@ -286,19 +286,20 @@ class Batches:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self):
-        n = len(self.x)
+        n, order = len(self.x), None
         if self.sample_weights is not None:
             order = torch.multinomial(self.sample_weights, n, replacement=True, generator=self.generator)
-            order = order.to(self.x.device)
         elif self.shuffle:
-            order = torch.randperm(n, generator=self.generator).to(self.x.device)
+            order = torch.randperm(n, generator=self.generator)
+        if order is not None:
+            order = order.to(self.x.device)  # one copy per epoch, none per step
         for i in range(len(self)):
             lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, n)
-            if self.shuffle or self.sample_weights is not None:
+            if order is None:
+                yield self.x[lo:hi], self.y[lo:hi]
+            else:
                 idx = order[lo:hi]
                 yield self.x[idx], self.y[idx]
-            else:
-                yield self.x[lo:hi], self.y[lo:hi]
 
 
 # ---------------------------------------------------------------- subsets

@@ -200,6 +200,56 @@ def test_augmentation_is_small_and_never_flips(bundled):
     assert float(centre.max()) < 8.5 and float(centre.min()) > 0.5  # starts at 4.5; a flip gives 22.5
 
 
+def test_elastic_distortion_is_smooth_and_small():
+    x = torch.rand(64, 784)
+    plain = ts.augment(x, generator=torch.Generator().manual_seed(3))
+    same = ts.augment(x, elastic=0.0, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(plain, same)
+    # a field of exactly one pixel spacing: a 1-pixel-wide grid line moves by about a pixel, not more
+    lines = torch.zeros(200, 1, 28, 28)
+    lines[:, :, :, 14] = 1.0
+    bent = ts.augment(lines, rotation=0, shift=0, scale=(1, 1), elastic=0.08,
+                      generator=torch.Generator().manual_seed(4))
+    assert not torch.allclose(bent, lines, atol=1e-3)
+    cols = torch.arange(28.0)
+    mass = bent[:, 0].sum(2)
+    centre = (bent[:, 0] * cols).sum(2) / mass.clamp(min=1e-6)  # the line's column, row by row
+    seen = mass > 0.5  # rows the line still crosses (a field may pull the ends out of the image)
+    offset = (centre - 14).abs()[seen]
+    assert float(offset.mean()) < 2.0 and float(offset.max()) < 6.0
+    both = seen[:, 1:] & seen[:, :-1]
+    step = (centre[:, 1:] - centre[:, :-1]).abs()[both]  # neighbouring rows move together: smooth
+    assert float(step.mean()) < 0.5
+
+
+def test_erase_paints_one_background_square(bundled):
+    x, _ = bundled.train.on("cpu")
+    batch = x[:500]
+    out = ts.erase(batch, size=0.4, generator=torch.Generator().manual_seed(0))
+    assert out.shape == batch.shape
+    changed = (out != batch).reshape(500, 28, 28)
+    background = batch.min()
+    assert torch.all(out[out != batch] == background)
+    painted = ((out == background) & (batch != background)).reshape(500, -1).sum(1)
+    assert float(painted.float().mean()) > 5  # it covers strokes, not just blank corners
+    # the painted area is at most an 11 x 11 square (0.4 of 28 pixels)
+    rows, cols = changed.any(2).sum(1), changed.any(1).sum(1)
+    assert int(rows.max()) <= 12 and int(cols.max()) <= 12
+    assert torch.equal(ts.erase(batch, size=0.0), batch)
+
+
+def test_strong_augment_is_reproducible_and_keeps_the_background(bundled):
+    x, _ = bundled.train.on("cpu")
+    batch = x[:128]
+    a = ts.strong_augment(batch, generator=torch.Generator().manual_seed(7))
+    b = ts.strong_augment(batch, generator=torch.Generator().manual_seed(7))
+    c = ts.strong_augment(batch, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert abs(float(a.min()) - float(batch.min())) < 1e-4
+    gentle = ts.augment(batch, generator=torch.Generator().manual_seed(7))
+    assert float((a - batch).abs().mean()) > float((gentle - batch).abs().mean())  # stronger than fine-tuning's
+
+
 def test_weighted_batches_rebalance_classes():
     y = torch.tensor([0] * 900 + [1] * 100)
     x = torch.zeros(1000, 1)

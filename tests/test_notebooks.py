@@ -6,7 +6,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 TRAINING = [p for p in NOTEBOOKS if p.name[:2] in {"02", "03", "04", "05", "06", "07", "08"}]
 SERIES = ["00_start_here", "01_network", "02_stage1_pretraining", "03_freezing", "04_stage2_classifier",
           "05_finetune", "06_transfer", "07_imbalance", "08_evaluation", "09_when_does_it_help"]
@@ -72,3 +73,45 @@ def test_varying_outputs_are_marked(path):
         varies = "load_mnist(" in cell.source or "perf_counter" in cell.source or "it/s]" in text
         if varies:
             assert cell.source.startswith("# NBVAL_IGNORE_OUTPUT"), (path.name, cell.source[:80])
+
+
+def _set_repository_module(root):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("set_repository", ROOT / "tools" / "set_repository.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.ROOT = root
+    return module
+
+
+def _badges(text):
+    return re.findall(r"https://mybinder\.org/v2/gh/[^)\s\"]+", text)
+
+
+def test_every_badge_opens_the_recorded_repository():
+    tool = _set_repository_module(ROOT)
+    slug, branch = tool.repository()
+    prefix = tool.badge_prefix(slug, branch)
+    for path in [ROOT / "README.md", *NOTEBOOKS]:
+        badges = _badges(path.read_text())
+        assert badges, f"{path.name} has no Binder badge"
+        for url in badges:
+            assert url.startswith(prefix), f"{path.name}: {url} is not {prefix}...; run tools/set_repository.py"
+            assert (ROOT / url[len(prefix):]).is_file(), f"{path.name}: {url} opens a file that does not exist"
+
+
+def test_set_repository_moves_every_badge(tmp_path):
+    import shutil
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    shutil.copy(ROOT / "README.md", tmp_path)
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns("results", "runs"))
+    tool = _set_repository_module(tmp_path)
+    tool.main(["someone/course", "--branch", "dev"])
+    assert tool.repository() == ("someone/course", "dev")
+    for path in [tmp_path / "README.md", *sorted((tmp_path / "notebooks").glob("*.ipynb"))]:
+        for url in _badges(path.read_text()):
+            assert url.startswith("https://mybinder.org/v2/gh/someone/course/dev?urlpath=lab/tree/"), url
+        if path.suffix == ".ipynb":
+            nbformat.validate(nbformat.read(path, as_version=4))
+    with pytest.raises(SystemExit):
+        tool.main(["not a slug"])

@@ -30,7 +30,10 @@ def test_train_stage1_refuses_an_objective_without_encoder_gradient(model, small
 @pytest.mark.parametrize("objective", ["autoencoder", "denoising", "contrastive"])
 def test_stage1_objectives_learn(model, small, objective):
     h = ts.train_stage1(model, small[0], objective=objective, epochs=4, val=small[1], **FAST)
-    assert h["train_loss"][-1] < 0.8 * h["train_loss"][0]
+    # NT-Xent on strong views falls slowly from chance, log(2 * 256 - 1) = 6.24 (6.0 -> 5.65 here);
+    # a stage 1 that learns nothing stays within noise (about 0.02) of where it starts
+    factor = 0.95 if objective == "contrastive" else 0.8
+    assert h["train_loss"][-1] < factor * h["train_loss"][0]
     assert h["val_loss"][-1] < h["val_loss"][0]
     assert h.objective.name == objective and ts.is_frozen(model.stage1) is False
 

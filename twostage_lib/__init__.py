@@ -1,8 +1,9 @@
 """twostage_lib: two-stage training (self-supervised stage 1, classifier stage 2, fine-tuning) on MNIST."""
 __version__ = "0.1.0"
 
-from .data import (Batches, DataNotFoundError, Splits, TensorData, augment, from_tensors, imbalanced,
-                   labels_per_class, load_mnist, validation_split)
+from .augmentations import augment, erase, strong_augment
+from .data import (Batches, DataNotFoundError, Splits, TensorData, from_tensors, imbalanced, labels_per_class,
+                   load_mnist, validation_split)
 from .models import TransferTwoStageNetwork, TwoStageNetwork, WeightsUnavailableError, count_parameters
 from .objectives import Autoencoder, Contrastive, Denoising, seeds_loss
 from .freezing import freeze_stage1, is_frozen, snapshot, unchanged, unfreeze_stage1

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from .augmentations import augment  # noqa: F401  (kept importable from here)
 
 # torchvision's folder name for each dataset it knows by name
 DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
@@ -357,32 +358,3 @@ def imbalanced(data: TensorData, ratio=100.0, kind="longtail", seed=0) -> Tensor
         idx = (data.labels == c).nonzero().squeeze(1)
         picks.append(idx[torch.randperm(len(idx), generator=g)[:max(1, int(round(n)))]])
     return data.subset(torch.cat(picks).sort().values)
-
-
-# ---------------------------------------------------------------- augmentation
-
-def augment(x, image_shape=(1, 28, 28), rotation=10.0, shift=0.1, scale=(0.9, 1.1), generator=None):
-    """Digit-safe random affine transforms on a whole batch, on its own device.
-
-    Small rotations (degrees), shifts (fraction of the image) and zoom. No horizontal flips: a
-    flipped 2, 3, 4, 5, 7 or 9 is not that digit any more. ``x`` may be flat (N, D) or images.
-    """
-    n = len(x)
-    imgs = x.reshape(n, *image_shape) if x.dim() == 2 else x
-    if imgs.dim() == 3:
-        imgs = imgs.unsqueeze(1)
-
-    def uniform(lo, hi):  # drawn on the generator's device: a CUDA generator means no host copy
-        device = generator.device if generator is not None else x.device
-        return torch.rand(n, generator=generator, device=device).to(x.device) * (hi - lo) + lo
-
-    angle = uniform(-rotation, rotation) * math.pi / 180
-    zoom = uniform(*scale)
-    tx, ty = uniform(-shift, shift) * 2, uniform(-shift, shift) * 2  # grid coords span 2
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-    grid = F.affine_grid(theta.to(imgs.dtype), list(imgs.shape), align_corners=False)
-    # pad with the image's own background value (normalized zero pixels are not 0.0)
-    background = imgs.amin(dim=(1, 2, 3), keepdim=True)
-    out = F.grid_sample(imgs - background, grid, align_corners=False, padding_mode="zeros") + background
-    return out.reshape(x.shape)

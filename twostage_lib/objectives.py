@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import augment
+from .augmentations import strong_augment
 from .models import decoder_for, mlp
 
 
@@ -56,19 +56,25 @@ class Denoising(Autoencoder):
 
 
 class Contrastive(nn.Module):
-    """SimCLR-style: two digit-safe augmented views of each image should map close together and
-    far from the other images of the batch (NT-Xent loss on a projection head)."""
+    """SimCLR-style (Chen et al. 2020): two strongly augmented views of each image should map close
+    together and far from the other images of the batch (NT-Xent loss on a projection head).
+
+    The views decide what the features ignore: the default ``strong_augment`` (rotation, shift,
+    zoom, elastic distortion, cutout) lifts a linear probe with 10 labels per class from 79% (the
+    gentle fine-tuning augmentation) to about 90% on MNIST; see notebook 09.
+    """
 
     name = "contrastive"
 
-    def __init__(self, model, projection_dim=64, temperature=0.2, image_shape=(1, 28, 28)):
+    def __init__(self, model, projection_dim=64, temperature=0.2, image_shape=(1, 28, 28), augment=strong_augment):
         super().__init__()
         self.projection = mlp([model.feature_dim, model.feature_dim, projection_dim])
         self.temperature = temperature
         self.image_shape = image_shape
+        self.augment = augment
 
     def views(self, x):
-        return augment(x, self.image_shape), augment(x, self.image_shape)
+        return self.augment(x, self.image_shape), self.augment(x, self.image_shape)
 
     def loss(self, model, x):
         a, b = self.views(x)

@@ -15,7 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import Batches, TensorData, augment as augment_batch
+from .augmentations import augment as augment_batch
+from .data import Batches, TensorData
 from .freezing import freeze_stage1, unfreeze_stage1
 from .objectives import make_objective
 

@@ -24,7 +24,7 @@ lab: $(VENV)/.installed          ## open the course in JupyterLab
 notebooks: $(VENV)/.installed    ## re-execute every notebook top to bottom, in place, with outputs
 	$(PY) tools/execute_notebooks.py
 
-bench: $(VENV)/.installed        ## the speed benchmark (benchmarks/README.md)
+bench: $(VENV)/.installed        ## the speed benchmark (README.md, Speed)
 	$(PY) benchmarks/speed.py
 
 clean:

@@ -4,7 +4,9 @@
     python benchmarks/speed.py --quick    # skips the seed recipe's full 10-epoch run (about 3 minutes)
 
 Needs the full MNIST raw files (TWOSTAGE_DATA or ../shared/data). Each measurement runs in its own
-process so its peak memory (RSS) is its own. Writes benchmarks/results.json, benchmarks/speed.png
+process so its peak memory (RSS) is its own. Samples/s and the ratios to the seeds come from one
+process per stage that interleaves the seeds' loop and the library in short rounds (a shared VM's
+slow spells then hit both sides; the table gives the median ratio and its range). Writes benchmarks/results.json, benchmarks/speed.png
 and the table between the bench markers in README.md.
 """
 from __future__ import annotations
@@ -97,26 +99,43 @@ def seeds_step(stage, model, optimizer, decoder=None):
     return step
 
 
-def worker_seeds(stage, fixed_loss=False):
-    import twostage_lib as ts
-    from twostage_lib.models import decoder_for
+class SeedsLoop:
+    """The seeds' training loop for one stage, timed in windows of stepping (epochs restart as needed)."""
 
-    ts.seed_everything(0)
-    model = ts.TwoStageNetwork()
-    decoder = decoder_for(model) if fixed_loss else None
-    params = list(model.parameters()) + (list(decoder.parameters()) if decoder else [])
-    step = seeds_step(stage, model, torch.optim.Adam(params, lr=1e-3), decoder)
-    rates, batches = [], iter(seeds_loader())
-    for _ in range(20):  # warm-up
-        step(*next(batches))
-    for _ in range(WINDOWS):
+    def __init__(self, stage, fixed_loss):
+        import twostage_lib as ts
+        from twostage_lib.models import decoder_for
+
+        ts.seed_everything(0)
+        model = ts.TwoStageNetwork()
+        decoder = decoder_for(model) if fixed_loss else None
+        params = list(model.parameters()) + (list(decoder.parameters()) if decoder else [])
+        self.step = seeds_step(stage, model, torch.optim.Adam(params, lr=1e-3), decoder)
+        self.loader = seeds_loader()
+        self.batches = iter(self.loader)
+
+    def next_batch(self):
+        try:
+            return next(self.batches)
+        except StopIteration:
+            self.batches = iter(self.loader)
+            return next(self.batches)
+
+    def window(self, seconds=WINDOW):
+        """Samples per second over ``seconds`` of stepping."""
         seen, start = 0, time.perf_counter()
-        while time.perf_counter() - start < WINDOW:
-            inputs, labels = next(batches)
-            step(inputs, labels)
+        while time.perf_counter() - start < seconds:
+            inputs, labels = self.next_batch()
+            self.step(inputs, labels)
             seen += len(labels)
-        rates.append(seen / (time.perf_counter() - start))
-    return {"samples_per_s": max(rates)}
+        return seen / (time.perf_counter() - start)
+
+
+def worker_seeds(stage, fixed_loss=False):
+    loop = SeedsLoop(stage, fixed_loss)
+    for _ in range(20):  # warm-up
+        loop.step(*loop.next_batch())
+    return {"samples_per_s": max(loop.window() for _ in range(WINDOWS))}
 
 
 # ---------------------------------------------------------------- the library's path
@@ -170,29 +189,8 @@ def worker_paired(stage, rounds=5, seconds=1.5):
     import statistics
 
     import twostage_lib as ts
-    from twostage_lib.models import decoder_for
 
-    ts.seed_everything(0)
-    seeds_model = ts.TwoStageNetwork()
-    decoder = decoder_for(seeds_model) if stage == "stage1" else None  # the fixed loss: same work as ours
-    params = list(seeds_model.parameters()) + (list(decoder.parameters()) if decoder else [])
-    step = seeds_step(stage, seeds_model, torch.optim.Adam(params, lr=1e-3), decoder)
-    loader = seeds_loader()
-    batches = iter(loader)
-
-    def seeds_window():
-        nonlocal batches
-        seen, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            try:
-                inputs, labels = next(batches)
-            except StopIteration:
-                batches = iter(loader)
-                continue
-            step(inputs, labels)
-            seen += len(labels)
-        return seen / (time.perf_counter() - start)
-
+    seeds = SeedsLoop(stage, fixed_loss=stage == "stage1")  # stage 1: the fixed loss, same work as ours
     _, train = library_data()
     models = {bs: ts.TwoStageNetwork() for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE)}
     epochs = {bs: 1 for bs in models}
@@ -209,12 +207,12 @@ def worker_paired(stage, rounds=5, seconds=1.5):
         epochs[bs] = max(1, round(seconds * rate / len(train)))  # next window: about `seconds` long
         return rate
 
-    seeds_window()  # warm-up
+    seeds.window(0.3)  # warm-up
     for bs in models:
         library_window(bs)
     rates = {"seeds": [], SEED_BATCH: [], DEFAULT_BATCH_SIZE: []}
     for _ in range(rounds):
-        rates["seeds"].append(seeds_window())
+        rates["seeds"].append(seeds.window(seconds))
         for bs in models:
             rates[bs].append(library_window(bs))
     out = {"seeds": statistics.median(rates["seeds"])}

@@ -217,10 +217,10 @@ def worker_paired(stage, rounds=5, seconds=1.5):
             rates[bs].append(library_window(bs))
     out = {"seeds": statistics.median(rates["seeds"])}
     for bs in models:
+        ratios = [r / s for r, s in zip(rates[bs], rates["seeds"])]
         out[f"library{bs}"] = statistics.median(rates[bs])
-        out[f"ratio{bs}"] = statistics.median(r / s for r, s in zip(rates[bs], rates["seeds"]))
-        out[f"ratio{bs}_range"] = [min(r / s for r, s in zip(rates[bs], rates["seeds"])),
-                                   max(r / s for r, s in zip(rates[bs], rates["seeds"]))]
+        out[f"ratio{bs}"] = statistics.median(ratios)
+        out[f"ratio{bs}_range"] = [min(ratios), max(ratios)]
     return out
 
 

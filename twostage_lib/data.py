@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .augmentations import augment  # noqa: F401  (kept importable from here)
-
 # torchvision's folder name for each dataset it knows by name
 DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
 SOURCES = ("auto", "full", "bundled")

@@ -297,8 +297,8 @@ class Batches:
             if order is None:
                 yield self.x[lo:hi], self.y[lo:hi]
             else:
-                idx = order[lo:hi]
-                yield self.x[idx], self.y[idx]
+                idx = order[lo:hi]  # index_select: the same rows as x[idx], 2-5x faster on a CPU
+                yield self.x.index_select(0, idx), self.y.index_select(0, idx)
 
 
 # ---------------------------------------------------------------- subsets

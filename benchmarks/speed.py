@@ -147,19 +147,25 @@ def library_data():
     return splits, splits.train
 
 
-def worker_library(stage, batch_size, cache=True):
+def library_epochs(stage, model, train, epochs, batch_size):
+    """``epochs`` of the library's ``stage`` on CPU (stage 1: the autoencoder; stage 2: cached
+    features, built outside the timed epochs); returns its History."""
+    import twostage_lib as ts
+
+    common = dict(epochs=epochs, batch_size=batch_size, device="cpu", progress=False)
+    if stage == "stage1":
+        return ts.train_stage1(model, train, objective="autoencoder", **common)
+    if stage == "stage2":
+        return ts.train_stage2(model, train, **common)
+    return ts.finetune(model, train, **common)
+
+
+def worker_library(stage, batch_size):
     import twostage_lib as ts
 
     _, train = library_data()
     ts.seed_everything(0)
-    model = ts.TwoStageNetwork()
-    common = dict(epochs=3, batch_size=batch_size, device="cpu", progress=False)
-    if stage == "stage1":
-        h = ts.train_stage1(model, train, objective="autoencoder", **common)
-    elif stage == "stage2":
-        h = ts.train_stage2(model, train, cache_features=cache, **common)
-    else:
-        h = ts.finetune(model, train, **common)
+    h = library_epochs(stage, ts.TwoStageNetwork(), train, 3, batch_size)
     seconds = min(h["seconds"])  # the fastest of 3 epochs: least disturbed by other processes
     return {"samples_per_s": len(train) / seconds, "epoch_seconds": seconds}
 
@@ -196,13 +202,7 @@ def worker_paired(stage, rounds=5, seconds=1.5):
     epochs = {bs: 1 for bs in models}
 
     def library_window(bs):
-        common = dict(epochs=epochs[bs], batch_size=bs, device="cpu", progress=False)
-        if stage == "stage1":
-            h = ts.train_stage1(models[bs], train, objective="autoencoder", **common)
-        elif stage == "stage2":
-            h = ts.train_stage2(models[bs], train, **common)  # cached features: built outside the epochs
-        else:
-            h = ts.finetune(models[bs], train, **common)
+        h = library_epochs(stage, models[bs], train, epochs[bs], bs)
         rate = len(train) * len(h["seconds"]) / sum(h["seconds"])
         epochs[bs] = max(1, round(seconds * rate / len(train)))  # next window: about `seconds` long
         return rate

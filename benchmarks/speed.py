@@ -1,7 +1,8 @@
 """Speed benchmark: the seeds' recipe against the library's in-memory path, measured in one run.
 
-    python benchmarks/speed.py            # everything (about 6 minutes on 2 cores)
+    python benchmarks/speed.py            # everything (about 10 minutes on 2 cores)
     python benchmarks/speed.py --quick    # skips the seed recipe's full 10-epoch run (about 3 minutes)
+    python benchmarks/speed.py --report-only  # redraws the table and plot from results.json
 
 Needs the full MNIST raw files (TWOSTAGE_DATA or ../shared/data). Each measurement runs in its own
 process so its peak memory (RSS) is its own. Samples/s and the ratios to the seeds come from one
@@ -24,7 +25,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from twostage_lib.training import DEFAULT_BATCH_SIZE
+from twostage_lib.training import DEFAULT_BATCH_SIZE, has_fast_bf16
+
+# the library's paths: batch size and precision ("bf16": bfloat16 autocast, the default where the
+# hardware is fast at it, as on this CPU; elsewhere only float32 is measured)
+PRECISIONS = ("fp32", "bf16") if has_fast_bf16(torch.device("cpu")) else ("fp32",)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -147,12 +152,12 @@ def library_data():
     return splits, splits.train
 
 
-def library_epochs(stage, model, train, epochs, batch_size):
+def library_epochs(stage, model, train, epochs, batch_size, precision="auto"):
     """``epochs`` of the library's ``stage`` on CPU (stage 1: the autoencoder; stage 2: cached
     features, built outside the timed epochs); returns its History."""
     import twostage_lib as ts
 
-    common = dict(epochs=epochs, batch_size=batch_size, device="cpu", progress=False)
+    common = dict(epochs=epochs, batch_size=batch_size, device="cpu", progress=False, precision=precision)
     if stage == "stage1":
         return ts.train_stage1(model, train, objective="autoencoder", **common)
     if stage == "stage2":
@@ -189,39 +194,45 @@ def worker_cache(batch_size, rounds=5):
 
 
 def worker_paired(stage, rounds=5, seconds=1.5):
-    """The seeds' loop and the library at batch 32 and at the default batch, interleaved in one
-    process: each round times a window of each, so a slow spell of the machine hits all three.
-    Returns the median rate of each and the median of the per-round ratios to the seeds."""
+    """The seeds' loop and the library at batch 32 and at the default batch (in each precision),
+    interleaved in one process: each round times a window of each, so a slow spell of the machine
+    hits them all. Returns the median rate of each and the median of the per-round ratios to the seeds."""
     import statistics
 
     import twostage_lib as ts
 
     seeds = SeedsLoop(stage, fixed_loss=stage == "stage1")  # stage 1: the fixed loss, same work as ours
     _, train = library_data()
-    models = {bs: ts.TwoStageNetwork() for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE)}
-    epochs = {bs: 1 for bs in models}
+    paths = [(bs, precision) for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE) for precision in PRECISIONS]
+    models = {path: ts.TwoStageNetwork() for path in paths}
+    epochs = {path: 1 for path in paths}
 
-    def library_window(bs):
-        h = library_epochs(stage, models[bs], train, epochs[bs], bs)
+    def library_window(path):
+        h = library_epochs(stage, models[path], train, epochs[path], *path)
         rate = len(train) * len(h["seconds"]) / sum(h["seconds"])
-        epochs[bs] = max(1, round(seconds * rate / len(train)))  # next window: about `seconds` long
+        epochs[path] = max(1, round(seconds * rate / len(train)))  # next window: about `seconds` long
         return rate
 
     seeds.window(0.3)  # warm-up
-    for bs in models:
-        library_window(bs)
-    rates = {"seeds": [], SEED_BATCH: [], DEFAULT_BATCH_SIZE: []}
+    for path in paths:
+        library_window(path)
+    rates = {"seeds": [], **{path: [] for path in paths}}
     for _ in range(rounds):
         rates["seeds"].append(seeds.window(seconds))
-        for bs in models:
-            rates[bs].append(library_window(bs))
+        for path in paths:
+            rates[path].append(library_window(path))
     out = {"seeds": statistics.median(rates["seeds"])}
-    for bs in models:
-        ratios = [r / s for r, s in zip(rates[bs], rates["seeds"])]
-        out[f"library{bs}"] = statistics.median(rates[bs])
-        out[f"ratio{bs}"] = statistics.median(ratios)
-        out[f"ratio{bs}_range"] = [min(ratios), max(ratios)]
+    for path in paths:
+        ratios = [r / s for r, s in zip(rates[path], rates["seeds"])]
+        key = path_key(*path)
+        out[f"library{key}"] = statistics.median(rates[path])
+        out[f"ratio{key}"] = statistics.median(ratios)
+        out[f"ratio{key}_range"] = [min(ratios), max(ratios)]
     return out
+
+
+def path_key(batch_size, precision):
+    return f"{batch_size}-{precision}"
 
 
 # ---------------------------------------------------------------- time to 98 % test accuracy
@@ -291,7 +302,7 @@ def worker_to98_supervised():
     return clock.summary()
 
 
-def worker_to98_pipeline():
+def worker_to98_pipeline(precision="auto"):
     import twostage_lib as ts
     from twostage_lib.pipeline import PipelineConfig, run_pipeline
 
@@ -304,8 +315,8 @@ def worker_to98_pipeline():
         if stage != "stage1":
             clock.check(stage)
 
-    report = run_pipeline(PipelineConfig(device="cpu", progress=False), splits=splits, model=model,
-                          on_epoch=on_epoch)
+    report = run_pipeline(PipelineConfig(device="cpu", progress=False, precision=precision), splits=splits,
+                          model=model, on_epoch=on_epoch)
     return clock.summary(report["final_test_accuracy"])
 
 
@@ -324,19 +335,24 @@ def worker_cli():
 # ---------------------------------------------------------------- the ceiling
 
 def worker_ceiling():
-    """Measured float32 matmul throughput of this machine (FLOP/s), at its best square size."""
+    """Measured matmul throughput of this machine (FLOP/s) in each precision, at its best square size."""
     torch.manual_seed(0)
-    best = 0.0
-    for n in (512, 1024, 2048):
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        for _ in range(3):
-            a @ b
-        reps = max(3, int(2e10 / (2 * n ** 3)))
-        start = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - start))
-    return {"flops": best}
+    out = {}
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        if precision not in PRECISIONS:
+            continue
+        best = 0.0
+        for n in (512, 1024, 2048):
+            a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+            for _ in range(3):
+                a @ b
+            reps = max(3, int(4e10 / (2 * n ** 3)))
+            start = time.perf_counter()
+            for _ in range(reps):
+                a @ b
+            best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - start))
+        out[precision] = best
+    return {"flops": out}
 
 
 WORKERS = {
@@ -357,6 +373,7 @@ WORKERS = {
     "to98/seeds": worker_to98_seeds,
     "to98/supervised": worker_to98_supervised,
     "to98/pipeline": worker_to98_pipeline,
+    "to98/pipeline-fp32": lambda: worker_to98_pipeline("fp32"),
     "cli": worker_cli,
     "ceiling": worker_ceiling,
 }
@@ -369,6 +386,18 @@ def run_worker(name):
 
 
 # ---------------------------------------------------------------- report
+
+def default_precisions():
+    """What precision="auto" picks on this machine for each stage's trained weights."""
+    import twostage_lib as ts
+    from twostage_lib.models import decoder_for
+    from twostage_lib.training import resolve_precision
+
+    net = ts.TwoStageNetwork()
+    weights = {"stage1": ts.count_parameters(net.stage1) + ts.count_parameters(decoder_for(net)),
+               "stage2": ts.count_parameters(net.stage2), "finetune": ts.count_parameters(net)}
+    return {stage: resolve_precision("auto", torch.device("cpu"), n) for stage, n in weights.items()}
+
 
 def flops_per_sample():
     import twostage_lib as ts
@@ -400,34 +429,41 @@ def measure(names) -> dict:
 
 def table(results, flops, command) -> str:
     peak = results["ceiling"]["flops"]
+    ceilings = ", ".join(f"{p} {peak[p] / 1e9:.0f}" for p in PRECISIONS)
+    defaults = default_precisions()
+    default = ", ".join(f"{stage} {p}" for stage, p in defaults.items())
     lines = [f"Measured with `{command}` on {platform.machine()}, {os.cpu_count()} cores, "
              f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
-             f"matmul ceiling {peak / 1e9:.0f} GFLOP/s.", "",
-             "| path | stage | batch | samples/s | vs seeds | FLOPs/sample (fwd+bwd) | of ceiling | peak RSS |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             f"matmul ceiling (GFLOP/s): {ceilings}. The library's default precision here (`precision=\"auto\"`): {default}.", "",
+             "| path | stage | batch | precision | samples/s | vs seeds | FLOPs/sample (fwd+bwd) | of ceiling | peak RSS |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|"]
     for stage in ("stage1", "stage2", "finetune"):
         paired = results[f"paired/{stage}"]  # rates and ratios from one process, interleaved
         seeds = paired["seeds"]
-        rows = [("seeds: per-sample DataLoader", f"seeds/{stage}", SEED_BATCH, flops.get(f"seeds_{stage}", flops[stage]),
-                 seeds, None),
-                ("library: in-memory", f"library32/{stage}", SEED_BATCH, flops[stage],
-                 paired[f"library{SEED_BATCH}"], paired[f"ratio{SEED_BATCH}_range"]),
-                ("library: in-memory", f"library/{stage}", DEFAULT_BATCH_SIZE, flops[stage],
-                 paired[f"library{DEFAULT_BATCH_SIZE}"], paired[f"ratio{DEFAULT_BATCH_SIZE}_range"])]
+        rows = [("seeds: per-sample DataLoader", f"seeds/{stage}", SEED_BATCH, "fp32",
+                 flops.get(f"seeds_{stage}", flops[stage]), seeds, None)]
         if stage == "stage1":
             rows[0] = ("seeds: per-sample DataLoader, loss fixed (autoencoder)", *rows[0][1:])
             rows.insert(0, ("seeds: as written (zero loss, no decoder), own process", "seeds/stage1-as-written",
-                            SEED_BATCH, flops["seeds_stage1-as-written"],
+                            SEED_BATCH, "fp32", flops["seeds_stage1-as-written"],
                             results["seeds/stage1-as-written"]["samples_per_s"], None))
-        for label, key, batch, f, rate, spread in rows:
+        for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE):
+            solo = f"library32/{stage}" if bs == SEED_BATCH else f"library/{stage}"
+            for precision in PRECISIONS:
+                key = path_key(bs, precision)
+                rows.append(("library: in-memory", solo, bs, precision, flops[stage], paired[f"library{key}"], key))
+        for label, rss_key, batch, precision, f, rate, key in rows:
             ratio = f"{rate / seeds:.1f}x"
-            if spread is not None:
-                ratio = f"**{paired[f'ratio{batch}']:.1f}x** ({spread[0]:.1f}-{spread[1]:.1f})"
-            lines.append(f"| {label} | {stage} | {batch} | {rate:,.0f} | {ratio} | {f / 1e6:.3f} M | "
-                         f"{rate * f / peak:.0%} | {results[key]['peak_rss_mb']:.0f} MB |")
+            if key is not None:
+                low, high = paired[f"ratio{key}_range"]
+                ratio = f"**{paired[f'ratio{key}']:.1f}x** ({low:.1f}-{high:.1f})"
+            shown = f"{precision} (default)" if key is not None and precision == defaults[stage] else precision
+            lines.append(f"| {label} | {stage} | {batch} | {shown} | {rate:,.0f} | {ratio} | {f / 1e6:.3f} M | "
+                         f"{rate * f / peak[precision]:.0%} | {results[rss_key]['peak_rss_mb']:.0f} MB |")
     lines += ["", "Rates are medians of 5 interleaved rounds in one process (1.5 s of the seeds' loop, then "
-              "about 1.5 s of each library batch size); \"vs seeds\" is the median of the per-round ratios, "
-              "with their range. Peak RSS comes from each path run alone in its own process."]
+              "about 1.5 s of each library path); \"vs seeds\" is the median of the per-round ratios, "
+              "with their range. \"Of ceiling\" divides by the matmul ceiling of the path's own precision. "
+              "Peak RSS comes from each path run alone in its own process, at the default precision."]
     c = results["cache"]
     lines += ["", f"Stage 2, one epoch at batch {DEFAULT_BATCH_SIZE}: recomputing stage 1 {c['recomputed']:.3f} s, "
               f"cached features {c['cached']:.3f} s: **{c['speedup']:.1f}x** faster.", "",
@@ -435,7 +471,8 @@ def table(results, flops, command) -> str:
               "|---|---:|---:|---:|---:|"]
     names = {"to98/seeds": "seed blog's script as written (batch 32, 5 + 5 epochs)",
              "to98/supervised": "library, supervised from scratch (15 epochs, cosine)",
-             "to98/pipeline": "library, two-stage defaults (`python -m twostage_lib run`)"}
+             "to98/pipeline": "library, two-stage defaults (`python -m twostage_lib run`)",
+             "to98/pipeline-fp32": "library, two-stage defaults with `--precision fp32`"}
     for key, label in names.items():
         if key not in results:
             continue
@@ -457,15 +494,17 @@ def plot(results, path):
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
     stages = ["stage1", "stage2", "finetune"]
-    for i, (prefix, label) in enumerate([("seeds", "seeds' loop, batch 32"), ("library32", "library, batch 32"),
-                                         ("library", "library, default batch")]):
-        key = {"seeds": "seeds", "library32": f"library{SEED_BATCH}", "library": f"library{DEFAULT_BATCH_SIZE}"}[prefix]
-        left.bar([s + i * 0.27 for s in range(3)], [results[f"paired/{s}"][key] for s in stages], 0.27, label=label)
-    left.set_xticks([s + 0.27 for s in range(3)], stages)
+    bars = [("seeds", "seeds' loop, batch 32")] + [
+        (f"library{path_key(bs, p)}", f"library, batch {bs}, {p}") for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE)
+        for p in PRECISIONS]
+    width = 0.8 / len(bars)
+    for i, (key, label) in enumerate(bars):
+        left.bar([s + i * width for s in range(3)], [results[f"paired/{s}"][key] for s in stages], width, label=label)
+    left.set_xticks([s + 0.4 - width / 2 for s in range(3)], stages)
     left.set_yscale("log")
     left.set_ylabel("training samples / s")
     left.legend()
-    for key in ("to98/seeds", "to98/supervised", "to98/pipeline"):
+    for key in ("to98/seeds", "to98/supervised", "to98/pipeline", "to98/pipeline-fp32"):
         if key in results:
             curve = results[key]["curve"]
             right.plot([c[0] for c in curve], [c[1] for c in curve], marker="o", label=key.split("/")[1])
@@ -490,17 +529,24 @@ def update_readme(text):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the seed recipe's 10-epoch run")
+    parser.add_argument("--report-only", action="store_true",
+                        help="measure nothing: redraw the table and plot from benchmarks/results.json")
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return run_worker(args.worker)
-    data_root()
-    names = [n for n in WORKERS if not (args.quick and n == "to98/seeds")]
-    results = measure(names)
-    flops = flops_per_sample()
-    command = "python benchmarks/speed.py" + (" --quick" if args.quick else "")
+    if args.report_only:
+        saved = json.loads((HERE / "results.json").read_text())
+        results, flops, command = saved["results"], saved["flops_per_sample"], saved.get("command", "python benchmarks/speed.py")
+    else:
+        data_root()
+        names = [n for n in WORKERS if not (args.quick and n == "to98/seeds")]
+        results = measure(names)
+        flops = flops_per_sample()
+        command = "python benchmarks/speed.py" + (" --quick" if args.quick else "")
+        (HERE / "results.json").write_text(json.dumps({"results": results, "flops_per_sample": flops,
+                                                       "command": command}, indent=1))
     text = table(results, flops, command)
-    (HERE / "results.json").write_text(json.dumps({"results": results, "flops_per_sample": flops}, indent=1))
     plot(results, HERE / "speed.png")
     update_readme(text)
     print(text)

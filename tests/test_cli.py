@@ -8,7 +8,7 @@ from twostage_lib.__main__ import main
 
 
 @pytest.mark.parametrize("argv", [["run", "--epochs-stage1", "-1"], ["run", "--objective", "vae"],
-                                  ["run", "--data", "web"], ["run", "--bogus"], ["fly"], []])
+                                  ["run", "--data", "web"], ["run", "--precision", "fp16"], ["run", "--bogus"], ["fly"], []])
 def test_bad_flags_exit_2_with_usage(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -34,3 +34,13 @@ def test_run_prints_a_table_and_writes_the_report(tmp_path, capsys):
 def test_module_entry_point():
     out = subprocess.run([sys.executable, "-m", "twostage_lib", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "run" in out.stdout
+
+
+def test_precision_flag_reaches_the_report(tmp_path, capsys):
+    path = tmp_path / "report.json"
+    main(["run", "--data", "bundled", "--epochs-stage1", "1", "--epochs-stage2", "1", "--epochs-finetune", "1",
+          "--objective", "autoencoder", "--labels-per-class", "20", "--no-progress", "--device", "cpu",
+          "--precision", "fp32", "--json", str(path)])
+    stages = json.loads(path.read_text())["stages"]
+    assert {s["precision"] for s in stages.values()} == {"fp32"}
+    assert "precision on cpu" in capsys.readouterr().out

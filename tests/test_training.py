@@ -249,3 +249,92 @@ def test_fused_adam_with_parameter_groups():
     a, b = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(2))
     opt = make_optimizer([{"params": [a], "lr": 1e-4}, {"params": iter([b])}], lr=1e-3)
     assert opt.defaults["fused"] is True and [g["lr"] for g in opt.param_groups] == [1e-4, 1e-3]
+
+
+# ------------------------------------------------------------ precision
+
+def test_unknown_precision_is_refused_with_the_choices(model, small):
+    with pytest.raises(ValueError, match=r"unknown precision 'fp16'.*'auto'.*'fp32'.*'bf16'"):
+        ts.train_stage2(model, small[0], epochs=1, precision="fp16", **FAST)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_auto_precision_uses_bf16_only_where_the_hardware_is_fast(model, small, monkeypatch, fast):
+    import twostage_lib.training as training
+
+    monkeypatch.setattr(training, "has_fast_bf16", lambda device: fast)
+    h = ts.finetune(model, small[0], epochs=1, **FAST)  # precision="auto" is the default
+    assert h.precision == ("bf16" if fast else "fp32")
+
+
+def test_auto_precision_keeps_a_small_head_in_float32(model, small, monkeypatch):
+    import twostage_lib.training as training
+
+    monkeypatch.setattr(training, "has_fast_bf16", lambda device: True)
+    assert ts.count_parameters(model.stage2) < training.BF16_MIN_WEIGHTS <= ts.count_parameters(model)
+    assert ts.train_stage2(model, small[0], epochs=1, **FAST).precision == "fp32"
+    assert ts.train_stage2(model, small[0], epochs=1, precision="bf16", **FAST).precision == "bf16"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_bf16_autocasts_the_forward_and_keeps_float32_weights_and_gradients(model, small, precision):
+    seen = []
+
+    def criterion(out, y):
+        seen.append(out.dtype)
+        return nn.functional.cross_entropy(out, y)
+
+    with _maybe_slow_bf16_warning():
+        h = ts.finetune(model, small[0], epochs=1, criterion=criterion, precision=precision, **FAST)
+    assert h.precision == precision
+    assert set(seen) == {torch.bfloat16 if precision == "bf16" else torch.float32}
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+def _maybe_slow_bf16_warning():
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def quiet():
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="precision='bf16'")
+            yield
+    return quiet()
+
+
+def test_bf16_learns_as_well_as_fp32(small):
+    results = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        net = ts.TwoStageNetwork()
+        with _maybe_slow_bf16_warning():
+            h1 = ts.train_stage1(net, small[0], epochs=3, lr=3e-3, precision=precision, **FAST)
+            ts.train_stage2(net, small[0], epochs=3, lr=3e-3, precision=precision, **FAST)
+            ts.finetune(net, small[0], epochs=5, lr=3e-3, precision=precision, **FAST)
+        results[precision] = (h1["train_loss"][-1], ts.evaluate_model(net, small[1]).accuracy)
+    (loss32, acc32), (loss16, acc16) = results["fp32"], results["bf16"]
+    assert loss16 < 1.05 * loss32  # reconstruction error within 5%
+    assert acc16 > acc32 - 0.02 and acc16 > 0.83  # measured 86.6% (fp32 86.3%)
+
+
+def test_augmentation_runs_in_float32_inside_autocast():
+    x = torch.rand(64, 784)
+    plain = ts.strong_augment(x, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = ts.strong_augment(x, generator=torch.Generator().manual_seed(0))
+    assert mixed.dtype == torch.float32 and torch.equal(plain, mixed)
+
+
+def test_explicit_bf16_without_fast_hardware_warns(model, small, monkeypatch):
+    import twostage_lib.training as training
+
+    monkeypatch.setattr(training, "has_fast_bf16", lambda device: False)
+    with pytest.warns(UserWarning, match="no fast bfloat16.*precision='fp32'"):
+        ts.train_stage2(model, small[0], epochs=1, precision="bf16", **FAST)
+
+
+def test_fast_bf16_is_only_claimed_for_cpus_and_gpus_that_have_it():
+    assert ts.has_fast_bf16(torch.device("meta")) is False  # neither a CPU nor a GPU
+    cpu_has_it = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert ts.has_fast_bf16(torch.device("cpu")) == cpu_has_it

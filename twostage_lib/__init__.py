@@ -7,7 +7,7 @@ from .data import (Batches, DataNotFoundError, Splits, TensorData, from_tensors,
 from .models import TransferTwoStageNetwork, TwoStageNetwork, WeightsUnavailableError, count_parameters
 from .objectives import Autoencoder, Contrastive, Denoising, seeds_loss
 from .freezing import freeze_stage1, is_frozen, snapshot, unchanged, unfreeze_stage1
-from .training import (EarlyStopping, History, TrainingDiverged, finetune, seed_everything,
+from .training import (EarlyStopping, History, TrainingDiverged, finetune, has_fast_bf16, seed_everything,
                        select_device, train_stage1, train_stage2, train_supervised)
 from .evaluation import Evaluation, class_weights, evaluate_model
 from .checkpoint import load_checkpoint, save_checkpoint

@@ -11,6 +11,7 @@ from pathlib import Path
 from .data import DATASETS, SOURCES
 from .objectives import OBJECTIVES
 from .pipeline import PipelineConfig, format_table, run_pipeline
+from .training import PRECISIONS
 
 
 def positive_int(text):
@@ -40,6 +41,8 @@ def add_data_flags(p):
     p.add_argument("--data-dir", help="folder in torchvision's layout (holding MNIST/raw/)")
     p.add_argument("--dataset", choices=list(DATASETS), default="mnist")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto: bfloat16 autocast where the hardware is fast at it (default); fp32: float32 only")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -88,7 +91,7 @@ def cmd_compare(args) -> int:
     budgets = [None if b == "all" else int(b) for b in args.labels_per_class]
     start = time.perf_counter()
     study = run_study(splits, budgets=budgets, seeds=args.seeds, objectives=args.objectives,
-                      device=select_device(args.device), log=print if not args.no_progress else (lambda *a: None))
+                      device=select_device(args.device), precision=args.precision, log=print if not args.no_progress else (lambda *a: None))
     study["total_seconds"] = time.perf_counter() - start
     print(format_study(study))
     print(f"total {study['total_seconds']:.0f} s")

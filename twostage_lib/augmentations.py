@@ -43,6 +43,16 @@ def _upsampler(points, height, width, device, dtype):
     return F.interpolate(eye, size=(height, width), mode="bicubic", align_corners=True).view(points * points, -1)
 
 
+def full_precision(fn):
+    """Run ``fn`` outside any autocast region: resampling pixels in bfloat16 would blur them."""
+    @functools.wraps(fn)
+    def wrapper(x, *args, **kwargs):
+        with torch.autocast(x.device.type, enabled=False):
+            return fn(x, *args, **kwargs)
+    return wrapper
+
+
+@full_precision
 def augment(x, image_shape=(1, 28, 28), rotation=10.0, shift=0.1, scale=(0.9, 1.1), elastic=0.0,
             grid_points=4, generator=None):
     """Random affine transforms, optionally with elastic distortion, in one resampling.
@@ -77,6 +87,7 @@ def augment(x, image_shape=(1, 28, 28), rotation=10.0, shift=0.1, scale=(0.9, 1.
     return out.reshape(x.shape)
 
 
+@full_precision
 def erase(x, image_shape=(1, 28, 28), size=0.4, generator=None):
     """Cutout (DeVries & Taylor 2017): paint a random square, ``size`` of the image side, with the
     image's background. Its centre is anywhere in the image, so it may hang over an edge."""

@@ -18,8 +18,8 @@ import torch.nn as nn
 from .data import labels_per_class, validation_split
 from .evaluation import evaluate_model
 from .models import TwoStageNetwork
-from .training import (DEFAULT_BATCH_SIZE, finetune, seed_everything, train_stage1, train_stage2,
-                       train_supervised)
+from .training import (DEFAULT_BATCH_SIZE, finetune, resolve_precision, seed_everything, select_device,
+                       train_stage1, train_stage2, train_supervised)
 
 BUDGETS = (1, 10, 100, 1000, None)  # None: every label
 HEAD_STEPS, TUNE_STEPS, MIN_EPOCHS = 300, 600, 10
@@ -39,11 +39,11 @@ def epochs_for(n_samples, steps, batch_size):
 
 
 def run_study(splits, budgets=BUDGETS, seeds=(0, 1, 2), objectives=("autoencoder", "denoising", "contrastive"),
-              epochs_stage1=None, lr=3e-3, device="cpu", log=print) -> dict:
+              epochs_stage1=None, lr=3e-3, device="cpu", precision="auto", log=print) -> dict:
     """Returns {"methods": {method: {budget: {"mean", "std", "runs", "seconds"}}}, "budgets", ...}."""
     epochs_stage1 = {**STAGE1_EPOCHS, **(epochs_stage1 or {})}
     runs = {}  # (method, budget) -> list of (accuracy, seconds)
-    common = dict(device=device, progress=False)
+    common = dict(device=device, progress=False, precision=precision)
 
     def record(method, n, model, seconds):
         accuracy = evaluate_model(model, splits.test).accuracy
@@ -100,7 +100,8 @@ def run_study(splits, budgets=BUDGETS, seeds=(0, 1, 2), objectives=("autoencoder
             "objectives": list(objectives), "data_source": splits.source, "n_test": len(splits.test),
             "config": {"stage1_epochs": {o: epochs_stage1.get(o, 3) for o in objectives}, "head_steps": HEAD_STEPS,
                        "tune_steps": TUNE_STEPS, "min_epochs": MIN_EPOCHS, "lr": lr,
-                       "stage1_lr_scale": STAGE1_LR_SCALE}}
+                       "stage1_lr_scale": STAGE1_LR_SCALE,
+                       "precision": resolve_precision(precision, select_device(device))}}
 
 
 def format_study(study) -> str:

@@ -85,7 +85,8 @@ class Contrastive(nn.Module):
 def nt_xent(z, temperature):
     """NT-Xent over 2N unit vectors where rows i and i+N are two views of the same image."""
     n = len(z) // 2
-    sim = (z / temperature) @ z.t()  # scaling z, not the 2N x 2N matrix: same numbers, less work
+    # scaling z, not the 2N x 2N matrix: less work; the softmax over it in float32 even under autocast
+    sim = ((z / temperature) @ z.t()).float()
     sim.fill_diagonal_(float("-inf"))  # an image is not its own positive
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
     return F.cross_entropy(sim, target)

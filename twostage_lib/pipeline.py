@@ -31,6 +31,7 @@ class PipelineConfig:
     labels_per_class: int | None = None  # None: every label
     val_size: float = 5000  # images (or a fraction) carved from training data for validation
     device: str = "auto"
+    precision: str = "auto"  # auto (bf16 autocast where the hardware is fast at it), fp32 or bf16
     seed: int = 0
     progress: bool = True
 
@@ -51,7 +52,8 @@ def run_pipeline(config: PipelineConfig, splits=None, model=None, on_epoch=None)
         train, config.labels_per_class, seed=config.seed)
     model = model or TwoStageNetwork(in_features=splits.train.num_features,
                                      num_classes=splits.train.num_classes)
-    common = dict(batch_size=config.batch_size, device=device, seed=config.seed, progress=config.progress)
+    common = dict(batch_size=config.batch_size, device=device, seed=config.seed, progress=config.progress,
+                  precision=config.precision)
 
     def hook(stage):
         return None if on_epoch is None else (lambda record: on_epoch(stage, record))
@@ -60,7 +62,7 @@ def run_pipeline(config: PipelineConfig, splits=None, model=None, on_epoch=None)
     t0 = time.perf_counter()
     h1 = train_stage1(model, train, objective=config.objective, epochs=config.epochs_stage1,
                       lr=config.lr, callback=hook("stage1"), **common)
-    stages["stage1"] = {"test_accuracy": None, "train_loss": h1.last.get("train_loss"),
+    stages["stage1"] = {"test_accuracy": None, "train_loss": h1.last.get("train_loss"), "precision": h1.precision,
                         "seconds": time.perf_counter() - t0, "history": h1.epochs}
 
     t0 = time.perf_counter()
@@ -95,14 +97,14 @@ def run_pipeline(config: PipelineConfig, splits=None, model=None, on_epoch=None)
 def _stage_report(model, test, history, t0) -> dict:
     ev = evaluate_model(model, test)
     return {"test_accuracy": ev.accuracy, "test_loss": ev.loss, "balanced_accuracy": ev.balanced_accuracy,
-            "epochs_run": len(history), "stopped_early": history.stopped_early,
+            "epochs_run": len(history), "stopped_early": history.stopped_early, "precision": history.precision,
             "seconds": time.perf_counter() - t0, "history": history.epochs}
 
 
 def format_table(report: dict) -> str:
-    lines = [f"{'stage':<10} {'test accuracy':>14} {'seconds':>9}"]
+    lines = [f"{'stage':<10} {'test accuracy':>14} {'seconds':>9}  precision on {report['device']}"]
     for name, s in report["stages"].items():
         acc = "-" if s["test_accuracy"] is None else f"{100 * s['test_accuracy']:.2f}%"
-        lines.append(f"{name:<10} {acc:>14} {s['seconds']:>9.1f}")
+        lines.append(f"{name:<10} {acc:>14} {s['seconds']:>9.1f}  {s.get('precision', '')}")
     lines.append(f"{'total':<10} {100 * report['final_test_accuracy']:>13.2f}% {report['total_seconds']:>9.1f}")
     return "\n".join(lines)

@@ -21,6 +21,9 @@ def test_small_study_has_every_method_and_budget(bundled):
     assert set(study["methods"]) == {"supervised", "supervised+augment", "autoencoder+probe", "autoencoder+head",
                                      "autoencoder+finetune"}
     assert study["config"]["stage1_epochs"] == {"autoencoder": 3}
+    used = study["config"]["precisions_used"]  # from the histories; the small head never runs in bf16
+    assert set(used) == {"supervised", "stage1", "head", "finetune"} and used["head"] == "fp32"
+    assert study["config"]["precision"] == "auto"
     for method, row in study["methods"].items():
         assert set(row) == {"5", "all"}
         assert len(row["all"]["runs"]) == 2 and row["all"]["std"] >= 0

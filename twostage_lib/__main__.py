@@ -91,7 +91,8 @@ def cmd_compare(args) -> int:
     budgets = [None if b == "all" else int(b) for b in args.labels_per_class]
     start = time.perf_counter()
     study = run_study(splits, budgets=budgets, seeds=args.seeds, objectives=args.objectives,
-                      device=select_device(args.device), precision=args.precision, log=print if not args.no_progress else (lambda *a: None))
+                      device=select_device(args.device), precision=args.precision,
+                      log=print if not args.no_progress else (lambda *a: None))
     study["total_seconds"] = time.perf_counter() - start
     print(format_study(study))
     print(f"total {study['total_seconds']:.0f} s")

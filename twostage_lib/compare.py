@@ -18,8 +18,8 @@ import torch.nn as nn
 from .data import labels_per_class, validation_split
 from .evaluation import evaluate_model
 from .models import TwoStageNetwork
-from .training import (DEFAULT_BATCH_SIZE, finetune, resolve_precision, seed_everything, select_device,
-                       train_stage1, train_stage2, train_supervised)
+from .training import (DEFAULT_BATCH_SIZE, finetune, seed_everything, train_stage1, train_stage2,
+                       train_supervised)
 
 BUDGETS = (1, 10, 100, 1000, None)  # None: every label
 HEAD_STEPS, TUNE_STEPS, MIN_EPOCHS = 300, 600, 10
@@ -43,6 +43,7 @@ def run_study(splits, budgets=BUDGETS, seeds=(0, 1, 2), objectives=("autoencoder
     """Returns {"methods": {method: {budget: {"mean", "std", "runs", "seconds"}}}, "budgets", ...}."""
     epochs_stage1 = {**STAGE1_EPOCHS, **(epochs_stage1 or {})}
     runs = {}  # (method, budget) -> list of (accuracy, seconds)
+    used = {}  # what precision="auto" picked for each kind of training, from the histories
     common = dict(device=device, progress=False, precision=precision)
 
     def record(method, n, model, seconds):
@@ -61,15 +62,17 @@ def run_study(splits, budgets=BUDGETS, seeds=(0, 1, 2), objectives=("autoencoder
                 start = time.perf_counter()
                 seed_everything(seed)
                 net = TwoStageNetwork(in_features=train.num_features)
-                train_supervised(net, data, epochs=epochs_for(len(data), TUNE_STEPS, bs), lr=lr, batch_size=bs,
-                                 scheduler="cosine", augment=augment, seed=seed, **common)
+                h = train_supervised(net, data, epochs=epochs_for(len(data), TUNE_STEPS, bs), lr=lr, batch_size=bs,
+                                     scheduler="cosine", augment=augment, seed=seed, **common)
+                used["supervised"] = h.precision
                 record(method, n, net, time.perf_counter() - start)
         for objective in objectives:
             start = time.perf_counter()
             seed_everything(seed)
             pretrained = TwoStageNetwork(in_features=train.num_features)
-            train_stage1(pretrained, train, objective=objective, epochs=epochs_stage1.get(objective, 3), lr=lr,
-                         scheduler="cosine", seed=seed, **common)
+            h = train_stage1(pretrained, train, objective=objective, epochs=epochs_stage1.get(objective, 3), lr=lr,
+                             scheduler="cosine", seed=seed, **common)
+            used["stage1"] = h.precision
             stage1_seconds = time.perf_counter() - start
             for n, data in labelled.items():
                 bs = min(DEFAULT_BATCH_SIZE, len(data))
@@ -81,12 +84,14 @@ def run_study(splits, budgets=BUDGETS, seeds=(0, 1, 2), objectives=("autoencoder
                 record(f"{objective}+probe", n, probe, stage1_seconds + time.perf_counter() - start)
                 start = time.perf_counter()
                 model = copy.deepcopy(pretrained)
-                train_stage2(model, data, epochs=head_epochs, lr=lr, batch_size=bs, seed=seed, **common)
+                used["head"] = train_stage2(model, data, epochs=head_epochs, lr=lr, batch_size=bs, seed=seed,
+                                            **common).precision
                 head_seconds = time.perf_counter() - start
                 record(f"{objective}+head", n, model, stage1_seconds + head_seconds)
                 start = time.perf_counter()
-                finetune(model, data, epochs=epochs_for(len(data), TUNE_STEPS, bs), lr=lr, batch_size=bs,
-                         stage1_lr_scale=STAGE1_LR_SCALE, scheduler="cosine", augment=True, seed=seed, **common)
+                h = finetune(model, data, epochs=epochs_for(len(data), TUNE_STEPS, bs), lr=lr, batch_size=bs,
+                             stage1_lr_scale=STAGE1_LR_SCALE, scheduler="cosine", augment=True, seed=seed, **common)
+                used["finetune"] = h.precision
                 record(f"{objective}+finetune", n, model,
                        stage1_seconds + head_seconds + time.perf_counter() - start)
 
@@ -101,7 +106,7 @@ def run_study(splits, budgets=BUDGETS, seeds=(0, 1, 2), objectives=("autoencoder
             "config": {"stage1_epochs": {o: epochs_stage1.get(o, 3) for o in objectives}, "head_steps": HEAD_STEPS,
                        "tune_steps": TUNE_STEPS, "min_epochs": MIN_EPOCHS, "lr": lr,
                        "stage1_lr_scale": STAGE1_LR_SCALE,
-                       "precision": resolve_precision(precision, select_device(device))}}
+                       "precision": precision, "precisions_used": used}}
 
 
 def format_study(study) -> str:

@@ -387,8 +387,8 @@ def run_worker(name):
 
 # ---------------------------------------------------------------- report
 
-def default_precisions():
-    """What precision="auto" picks on this machine for each stage's trained weights."""
+def default_precisions(batch_size=DEFAULT_BATCH_SIZE):
+    """What precision="auto" picks on this machine for each stage at ``batch_size``."""
     import twostage_lib as ts
     from twostage_lib.models import decoder_for
     from twostage_lib.training import resolve_precision
@@ -396,7 +396,8 @@ def default_precisions():
     net = ts.TwoStageNetwork()
     weights = {"stage1": ts.count_parameters(net.stage1) + ts.count_parameters(decoder_for(net)),
                "stage2": ts.count_parameters(net.stage2), "finetune": ts.count_parameters(net)}
-    return {stage: resolve_precision("auto", torch.device("cpu"), n) for stage, n in weights.items()}
+    return {stage: resolve_precision("auto", torch.device("cpu"), n * batch_size)
+            for stage, n in weights.items()}
 
 
 def flops_per_sample():
@@ -430,8 +431,9 @@ def measure(names) -> dict:
 def table(results, flops, command) -> str:
     peak = results["ceiling"]["flops"]
     ceilings = ", ".join(f"{p} {peak[p] / 1e9:.0f}" for p in PRECISIONS)
-    defaults = default_precisions()
-    default = ", ".join(f"{stage} {p}" for stage, p in defaults.items())
+    defaults = {bs: default_precisions(bs) for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE)}
+    default = "; ".join(f"batch {bs}: " + ", ".join(f"{stage} {p}" for stage, p in d.items())
+                        for bs, d in defaults.items())
     lines = [f"Measured with `{command}` on {platform.machine()}, {os.cpu_count()} cores, "
              f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
              f"matmul ceiling (GFLOP/s): {ceilings}. The library's default precision here (`precision=\"auto\"`): {default}.", "",
@@ -457,7 +459,7 @@ def table(results, flops, command) -> str:
             if key is not None:
                 low, high = paired[f"ratio{key}_range"]
                 ratio = f"**{paired[f'ratio{key}']:.1f}x** ({low:.1f}-{high:.1f})"
-            shown = f"{precision} (default)" if key is not None and precision == defaults[stage] else precision
+            shown = f"{precision} (default)" if key is not None and precision == defaults[batch][stage] else precision
             lines.append(f"| {label} | {stage} | {batch} | {shown} | {rate:,.0f} | {ratio} | {f / 1e6:.3f} M | "
                          f"{rate * f / peak[precision]:.0%} | {results[rss_key]['peak_rss_mb']:.0f} MB |")
     lines += ["", "Rates are medians of 5 interleaved rounds in one process (1.5 s of the seeds' loop, then "

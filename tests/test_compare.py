@@ -21,8 +21,10 @@ def test_small_study_has_every_method_and_budget(bundled):
     assert set(study["methods"]) == {"supervised", "supervised+augment", "autoencoder+probe", "autoencoder+head",
                                      "autoencoder+finetune"}
     assert study["config"]["stage1_epochs"] == {"autoencoder": 3}
-    used = study["config"]["precisions_used"]  # from the histories; the small head never runs in bf16
-    assert set(used) == {"supervised", "stage1", "head", "finetune"} and used["head"] == "fp32"
+    used = study["config"]["precisions_used"]  # from the histories, per label budget
+    assert set(used) == {"supervised", "stage1", "head", "finetune"} and used["stage1"] in ("fp32", "bf16")
+    assert used["head"] == {"5": "fp32", "all": "fp32"}  # the small head never has enough work for bf16
+    assert used["finetune"]["5"] == "fp32"  # 50 images a step: too little work for bf16 either
     assert study["config"]["precision"] == "auto"
     for method, row in study["methods"].items():
         assert set(row) == {"5", "all"}

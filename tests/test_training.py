@@ -46,6 +46,19 @@ def test_autoencoder_reconstructs_better_than_the_mean(model, small):
     assert err < 0.5 * x.var()  # predicting the mean image would score about x.var()
 
 
+def test_nt_xent_pairs_each_view_with_its_twin():
+    from twostage_lib.objectives import nt_xent
+
+    n, t = 4, 0.5
+    basis = torch.eye(n, 8)  # N images, orthogonal unit vectors; two identical views of each
+    aligned = nt_xent(torch.cat([basis, basis]), t)
+    # each row sees its twin at similarity 1/t and the 2N-2 other rows at 0 (its own is excluded)
+    expected = -math.log(math.exp(1 / t) / (math.exp(1 / t) + 2 * n - 2))
+    assert aligned.item() == pytest.approx(expected, rel=1e-6)
+    swapped = nt_xent(torch.cat([basis, basis.roll(1, dims=0)]), t)  # twins now point apart
+    assert swapped.item() > aligned.item() + 1
+
+
 def test_unknown_objective_is_named(model, small):
     with pytest.raises(ValueError, match="unknown stage-1 objective 'vae'.*autoencoder, denoising, contrastive"):
         ts.train_stage1(model, small[0], objective="vae", **FAST)
@@ -267,13 +280,21 @@ def test_auto_precision_uses_bf16_only_where_the_hardware_is_fast(model, small, 
     assert h.precision == ("bf16" if fast else "fp32")
 
 
-def test_auto_precision_keeps_a_small_head_in_float32(model, small, monkeypatch):
+def test_auto_precision_needs_enough_work_per_step(model, small, monkeypatch):
+    """bfloat16 pays only when a step is mostly matrix products: trained weights x batch >= BF16_MIN_WORK."""
     import twostage_lib.training as training
 
     monkeypatch.setattr(training, "has_fast_bf16", lambda device: True)
-    assert ts.count_parameters(model.stage2) < training.BF16_MIN_WEIGHTS <= ts.count_parameters(model)
-    assert ts.train_stage2(model, small[0], epochs=1, **FAST).precision == "fp32"
-    assert ts.train_stage2(model, small[0], epochs=1, precision="bf16", **FAST).precision == "bf16"
+    cpu = torch.device("cpu")
+    assert training.resolve_precision("auto", cpu, training.BF16_MIN_WORK - 1) == "fp32"
+    assert training.resolve_precision("auto", cpu, training.BF16_MIN_WORK) == "bf16"
+    data, quick = small[0], dict(device="cpu", progress=False)
+    assert ts.train_stage2(model, data, epochs=1, **FAST).precision == "fp32"  # 8,906 weights x 256
+    assert ts.finetune(model, data, epochs=1, batch_size=32, **quick).precision == "fp32"  # 235,146 x 32
+    assert ts.finetune(model, data, epochs=1, **FAST).precision == "bf16"  # 235,146 x 256
+    few = data.subset(torch.arange(50))  # a batch larger than the data counts as the data's size
+    assert ts.finetune(model, few, epochs=1, batch_size=512, **quick).precision == "fp32"
+    assert ts.train_stage2(model, data, epochs=1, precision="bf16", **FAST).precision == "bf16"  # asked for
 
 
 # on a machine without fast bfloat16, precision="bf16" still runs, with a warning that it is slow
@@ -330,3 +351,31 @@ def test_fast_bf16_is_only_claimed_for_cpus_and_gpus_that_have_it():
     assert ts.has_fast_bf16(torch.device("meta")) is False  # neither a CPU nor a GPU
     cpu_has_it = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert ts.has_fast_bf16(torch.device("cpu")) == cpu_has_it
+
+
+# ------------------------------------------------------------ CUDA
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("stage", ["contrastive", "stage2", "finetune"])
+def test_on_cuda_no_step_copies_from_the_host(small, stage):
+    """The data is copied to the GPU once; then each epoch copies only its shuffled order (one
+    index tensor), whatever the number of steps. Counted from the profiler's host-to-device copies."""
+    from torch.profiler import ProfilerActivity, profile
+
+    def copies(epochs):
+        torch.manual_seed(0)
+        net = ts.TwoStageNetwork()
+        fast = dict(device="cuda", progress=False, batch_size=256)  # 8 steps an epoch
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            if stage == "contrastive":
+                ts.train_stage1(net, small[0], objective="contrastive", epochs=epochs, **fast)
+            elif stage == "stage2":
+                ts.train_stage2(net, small[0], epochs=epochs, **fast)
+            else:
+                ts.finetune(net, small[0], epochs=epochs, augment=True, **fast)
+            torch.cuda.synchronize()
+        return sum(e.count for e in prof.key_averages() if "HtoD" in e.key)
+
+    small[0].on("cuda")  # the one copy of the data (TensorData keeps it), before counting
+    assert copies(5) - copies(1) <= 4  # 4 more epochs, 32 more steps: at most one copy an epoch
+

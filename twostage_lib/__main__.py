@@ -42,7 +42,8 @@ def add_data_flags(p):
     p.add_argument("--dataset", choices=list(DATASETS), default="mnist")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bfloat16 autocast where the hardware is fast at it (default); fp32: float32 only")
+                   help="auto: bfloat16 autocast where the hardware is fast at it and a step is big enough "
+                        "(default); fp32: float32 only; bf16: always")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 

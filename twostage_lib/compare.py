@@ -43,7 +43,7 @@ def run_study(splits, budgets=BUDGETS, seeds=(0, 1, 2), objectives=("autoencoder
     """Returns {"methods": {method: {budget: {"mean", "std", "runs", "seconds"}}}, "budgets", ...}."""
     epochs_stage1 = {**STAGE1_EPOCHS, **(epochs_stage1 or {})}
     runs = {}  # (method, budget) -> list of (accuracy, seconds)
-    used = {}  # what precision="auto" picked for each kind of training, from the histories
+    used = {}  # what each kind of training ran in, per label budget, from the histories
     common = dict(device=device, progress=False, precision=precision)
 
     def record(method, n, model, seconds):
@@ -64,7 +64,7 @@ def run_study(splits, budgets=BUDGETS, seeds=(0, 1, 2), objectives=("autoencoder
                 net = TwoStageNetwork(in_features=train.num_features)
                 h = train_supervised(net, data, epochs=epochs_for(len(data), TUNE_STEPS, bs), lr=lr, batch_size=bs,
                                      scheduler="cosine", augment=augment, seed=seed, **common)
-                used["supervised"] = h.precision
+                used.setdefault("supervised", {})[budget_name(n)] = h.precision
                 record(method, n, net, time.perf_counter() - start)
         for objective in objectives:
             start = time.perf_counter()
@@ -84,14 +84,14 @@ def run_study(splits, budgets=BUDGETS, seeds=(0, 1, 2), objectives=("autoencoder
                 record(f"{objective}+probe", n, probe, stage1_seconds + time.perf_counter() - start)
                 start = time.perf_counter()
                 model = copy.deepcopy(pretrained)
-                used["head"] = train_stage2(model, data, epochs=head_epochs, lr=lr, batch_size=bs, seed=seed,
-                                            **common).precision
+                h = train_stage2(model, data, epochs=head_epochs, lr=lr, batch_size=bs, seed=seed, **common)
+                used.setdefault("head", {})[budget_name(n)] = h.precision
                 head_seconds = time.perf_counter() - start
                 record(f"{objective}+head", n, model, stage1_seconds + head_seconds)
                 start = time.perf_counter()
                 h = finetune(model, data, epochs=epochs_for(len(data), TUNE_STEPS, bs), lr=lr, batch_size=bs,
                              stage1_lr_scale=STAGE1_LR_SCALE, scheduler="cosine", augment=True, seed=seed, **common)
-                used["finetune"] = h.precision
+                used.setdefault("finetune", {})[budget_name(n)] = h.precision
                 record(f"{objective}+finetune", n, model,
                        stage1_seconds + head_seconds + time.perf_counter() - start)
 

@@ -88,7 +88,7 @@ def nt_xent(z, temperature):
     # scaling z, not the 2N x 2N matrix: less work; the softmax over it in float32 even under autocast
     sim = ((z / temperature) @ z.t()).float()
     sim.fill_diagonal_(float("-inf"))  # an image is not its own positive
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    target = torch.arange(2 * n, device=z.device).roll(n)  # i's positive is i+N, and i+N's is i
     return F.cross_entropy(sim, target)
 
 

@@ -31,7 +31,7 @@ class PipelineConfig:
     labels_per_class: int | None = None  # None: every label
     val_size: float = 5000  # images (or a fraction) carved from training data for validation
     device: str = "auto"
-    precision: str = "auto"  # auto (bf16 autocast where the hardware is fast at it), fp32 or bf16
+    precision: str = "auto"  # auto (bf16 autocast where fast and a step is big enough), fp32 or bf16
     seed: int = 0
     progress: bool = True
 

@@ -352,7 +352,57 @@ def worker_ceiling():
                 a @ b
             best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - start))
         out[precision] = best
-    return {"flops": out}
+    return {"flops": out, "gemm_only": gemm_only_rates()}
+
+
+def stage_layers():
+    """Each stage's Linear layers, and whether the first one's input needs a gradient (never here)."""
+    import twostage_lib as ts
+    from twostage_lib.models import decoder_for
+
+    net = ts.TwoStageNetwork()
+    return {"stage1": linears(net.stage1, decoder_for(net)), "stage2": linears(net.stage2), "finetune": linears(net)}
+
+
+def gemm_only_rates(repeats=5):
+    """The other ceiling: samples/s if a training step were nothing but its own matrix products.
+
+    For each stage, batch size and precision, the step's forward and backward products (the shapes
+    ``linear_flops`` counts) run back to back on ready tensors, with nothing else between them.
+    Small matrices run below the square-matrix ceiling; this measures how far, on this machine.
+    """
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    rates = {}
+    for stage, layers in stage_layers().items():
+        for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE):
+            for precision in PRECISIONS:
+                dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+                shapes = [(l.in_features, l.out_features) for l in layers]
+                xs = [torch.randn(bs, i, dtype=dtype) for i, _ in shapes]
+                ws = [torch.randn(o, i, dtype=dtype) for i, o in shapes]
+                gs = [torch.randn(bs, o, dtype=dtype) for _, o in shapes]
+
+                def step():
+                    for x, w in zip(xs, ws):
+                        F.linear(x, w)  # forward
+                    for k, (x, w, g) in enumerate(zip(xs, ws, gs)):
+                        g.t().mm(x)  # weight gradient
+                        if k > 0:
+                            g.mm(w)  # input gradient (the first layer's input needs none)
+
+                for _ in range(20):
+                    step()
+                reps = max(20, int(2e9 / (bs * linear_flops(layers))))  # about 2 GFLOP a timing
+                best = float("inf")
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    for _ in range(reps):
+                        step()
+                    best = min(best, (time.perf_counter() - start) / reps)
+                rates[f"{stage}/{path_key(bs, precision)}"] = bs / best
+    return rates
 
 
 WORKERS = {
@@ -437,8 +487,9 @@ def table(results, flops, command) -> str:
     lines = [f"Measured with `{command}` on {platform.machine()}, {os.cpu_count()} cores, "
              f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
              f"matmul ceiling (GFLOP/s): {ceilings}. The library's default precision here (`precision=\"auto\"`): {default}.", "",
-             "| path | stage | batch | precision | samples/s | vs seeds | FLOPs/sample (fwd+bwd) | of ceiling | peak RSS |",
-             "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+             "| path | stage | batch | precision | samples/s | vs seeds | FLOPs/sample (fwd+bwd) | of ceiling | of GEMM-only | peak RSS |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    gemm = results["ceiling"].get("gemm_only", {})
     for stage in ("stage1", "stage2", "finetune"):
         paired = results[f"paired/{stage}"]  # rates and ratios from one process, interleaved
         seeds = paired["seeds"]
@@ -460,11 +511,14 @@ def table(results, flops, command) -> str:
                 low, high = paired[f"ratio{key}_range"]
                 ratio = f"**{paired[f'ratio{key}']:.1f}x** ({low:.1f}-{high:.1f})"
             shown = f"{precision} (default)" if key is not None and precision == defaults[batch][stage] else precision
+            of_gemm = f"{rate / gemm[f'{stage}/{key}']:.0%}" if key is not None and f"{stage}/{key}" in gemm else ""
             lines.append(f"| {label} | {stage} | {batch} | {shown} | {rate:,.0f} | {ratio} | {f / 1e6:.3f} M | "
-                         f"{rate * f / peak[precision]:.0%} | {results[rss_key]['peak_rss_mb']:.0f} MB |")
+                         f"{rate * f / peak[precision]:.0%} | {of_gemm} | {results[rss_key]['peak_rss_mb']:.0f} MB |")
     lines += ["", "Rates are medians of 5 interleaved rounds in one process (1.5 s of the seeds' loop, then "
               "about 1.5 s of each library path); \"vs seeds\" is the median of the per-round ratios, "
-              "with their range. \"Of ceiling\" divides by the matmul ceiling of the path's own precision. "
+              "with their range. \"Of ceiling\" divides by the matmul ceiling of the path's own precision "
+              "(large square matrices); \"of GEMM-only\" divides by the rate the same step would run at if it "
+              "were only its own matrix products, at their own shapes and precision (`gemm_only_rates`). "
               "Peak RSS comes from each path run alone in its own process, at the default precision."]
     c = results["cache"]
     lines += ["", f"Stage 2, one epoch at batch {DEFAULT_BATCH_SIZE}: recomputing stage 1 {c['recomputed']:.3f} s, "

@@ -290,10 +290,10 @@ def test_auto_precision_needs_enough_work_per_step(model, small, monkeypatch):
     assert training.resolve_precision("auto", cpu, training.BF16_MIN_WORK) == "bf16"
     data, quick = small[0], dict(device="cpu", progress=False)
     assert ts.train_stage2(model, data, epochs=1, **FAST).precision == "fp32"  # 8,906 weights x 256
-    assert ts.finetune(model, data, epochs=1, batch_size=32, **quick).precision == "fp32"  # 235,146 x 32
-    assert ts.finetune(model, data, epochs=1, **FAST).precision == "bf16"  # 235,146 x 256
-    few = data.subset(torch.arange(50))  # a batch larger than the data counts as the data's size
-    assert ts.finetune(model, few, epochs=1, batch_size=512, **quick).precision == "fp32"
+    assert ts.finetune(model, data, epochs=1, batch_size=32, **quick).precision == "fp32"  # 242,762 x 32
+    assert ts.finetune(model, data, epochs=1, **FAST).precision == "bf16"  # 242,762 x 256
+    few = data.subset(torch.arange(40))  # a batch larger than the data counts as the data's size
+    assert ts.finetune(model, few, epochs=1, batch_size=512, **quick).precision == "fp32"  # 242,762 x 40
     assert ts.train_stage2(model, data, epochs=1, precision="bf16", **FAST).precision == "bf16"  # asked for
 
 

@@ -177,10 +177,11 @@ def has_fast_bf16(device) -> bool:
 
 # Below this much work per step (trained weights x batch size, about the multiply-adds of one
 # forward pass) a step is per-operation overhead, not arithmetic, and the casts cost more than
-# bfloat16 saves. Measured on a 2-core AVX-512 BF16 CPU: break-even at 15-18 million for the
-# autoencoder, fine-tuning and the 128-64-10 head; at batch 512 the head (4.6 million) trains
-# 15% slower in bfloat16, fine-tuning (120 million) 2.3x faster.
-BF16_MIN_WORK = 20_000_000
+# bfloat16 saves. Measured on a 2-core AVX-512 BF16 CPU (bf16 / fp32 speed, median of 5): 0.95 and
+# 0.84 for the autoencoder and fine-tuning at 11-12 million; 1.04, 1.00 and 1.08 for them and the
+# 128-64-10 head at 14-16 million; the head at batch 512 (4.6 million) 0.85, fine-tuning at 512
+# (124 million) 2.3. The threshold sits between the two groups.
+BF16_MIN_WORK = 12_000_000
 
 
 def resolve_precision(precision, device, work=None) -> str:

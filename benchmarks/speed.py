@@ -478,15 +478,32 @@ def measure(names) -> dict:
     return results
 
 
-def table(results, flops, command) -> str:
+def machine_info() -> dict:
+    """The machine a run measures, saved with its results so that a redrawn table names it."""
+    cpu = platform.processor()
+    if Path("/proc/cpuinfo").is_file():
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {"machine": platform.machine(), "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "precisions": list(PRECISIONS),
+            "defaults": {str(bs): default_precisions(bs) for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE)}}
+
+
+def table(saved) -> str:
+    """The README's table from a saved run (results.json): its numbers, its machine, its command."""
+    results, flops, command = saved["results"], saved["flops_per_sample"], saved["command"]
+    machine = saved.get("machine") or machine_info()  # runs saved before it was recorded: this machine
+    precisions = machine["precisions"]
     peak = results["ceiling"]["flops"]
-    ceilings = ", ".join(f"{p} {peak[p] / 1e9:.0f}" for p in PRECISIONS)
-    defaults = {bs: default_precisions(bs) for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE)}
+    ceilings = ", ".join(f"{p} {peak[p] / 1e9:.0f}" for p in precisions)
+    defaults = {int(bs): d for bs, d in machine["defaults"].items()}
     default = "; ".join(f"batch {bs}: " + ", ".join(f"{stage} {p}" for stage, p in d.items())
                         for bs, d in defaults.items())
-    lines = [f"Measured with `{command}` on {platform.machine()}, {os.cpu_count()} cores, "
-             f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
-             f"matmul ceiling (GFLOP/s): {ceilings}. The library's default precision here (`precision=\"auto\"`): {default}.", "",
+    cpu = f" ({machine['cpu']})" if machine.get("cpu") else ""
+    lines = [f"Measured with `{command}` on {machine['machine']}{cpu}, {machine['cores']} cores, "
+             f"torch {machine['torch']}, {machine['threads']} threads; "
+             f"matmul ceiling (GFLOP/s): {ceilings}. The library's default precision there (`precision=\"auto\"`): {default}.", "",
              "| path | stage | batch | precision | samples/s | vs seeds | FLOPs/sample (fwd+bwd) | of ceiling | of GEMM-only | peak RSS |",
              "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     gemm = results["ceiling"].get("gemm_only", {})
@@ -502,7 +519,7 @@ def table(results, flops, command) -> str:
                             results["seeds/stage1-as-written"]["samples_per_s"], None))
         for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE):
             solo = f"library32/{stage}" if bs == SEED_BATCH else f"library/{stage}"
-            for precision in PRECISIONS:
+            for precision in precisions:
                 key = path_key(bs, precision)
                 rows.append(("library: in-memory", solo, bs, precision, flops[stage], paired[f"library{key}"], key))
         for label, rss_key, batch, precision, f, rate, key in rows:
@@ -542,7 +559,7 @@ def table(results, flops, command) -> str:
     return "\n".join(lines)
 
 
-def plot(results, path):
+def plot(results, path, precisions):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -552,7 +569,7 @@ def plot(results, path):
     stages = ["stage1", "stage2", "finetune"]
     bars = [("seeds", "seeds' loop, batch 32")] + [
         (f"library{path_key(bs, p)}", f"library, batch {bs}, {p}") for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE)
-        for p in PRECISIONS]
+        for p in precisions]
     width = 0.8 / len(bars)
     for i, (key, label) in enumerate(bars):
         left.bar([s + i * width for s in range(3)], [results[f"paired/{s}"][key] for s in stages], width, label=label)
@@ -593,17 +610,15 @@ def main():
         return run_worker(args.worker)
     if args.report_only:
         saved = json.loads((HERE / "results.json").read_text())
-        results, flops, command = saved["results"], saved["flops_per_sample"], saved.get("command", "python benchmarks/speed.py")
     else:
         data_root()
         names = [n for n in WORKERS if not (args.quick and n == "to98/seeds")]
-        results = measure(names)
-        flops = flops_per_sample()
-        command = "python benchmarks/speed.py" + (" --quick" if args.quick else "")
-        (HERE / "results.json").write_text(json.dumps({"results": results, "flops_per_sample": flops,
-                                                       "command": command}, indent=1))
-    text = table(results, flops, command)
-    plot(results, HERE / "speed.png")
+        saved = {"results": measure(names), "flops_per_sample": flops_per_sample(),
+                 "command": "python benchmarks/speed.py" + (" --quick" if args.quick else ""),
+                 "machine": machine_info()}
+        (HERE / "results.json").write_text(json.dumps(saved, indent=1))
+    text = table(saved)
+    plot(saved["results"], HERE / "speed.png", (saved.get("machine") or machine_info())["precisions"])
     update_readme(text)
     print(text)
 

@@ -355,12 +355,13 @@ def worker_ceiling():
     return {"flops": out, "gemm_only": gemm_only_rates()}
 
 
-def stage_layers():
-    """Each stage's Linear layers, and whether the first one's input needs a gradient (never here)."""
+def stage_layers(net=None):
+    """The Linear layers each stage trains: stage 1 with its decoder (the autoencoder step), the
+    head alone on cached features, the whole network when fine-tuning."""
     import twostage_lib as ts
     from twostage_lib.models import decoder_for
 
-    net = ts.TwoStageNetwork()
+    net = net or ts.TwoStageNetwork()
     return {"stage1": linears(net.stage1, decoder_for(net)), "stage2": linears(net.stage2), "finetune": linears(net)}
 
 
@@ -376,10 +377,10 @@ def gemm_only_rates(repeats=5):
     torch.manual_seed(0)
     rates = {}
     for stage, layers in stage_layers().items():
+        shapes = [(l.in_features, l.out_features) for l in layers]
         for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE):
             for precision in PRECISIONS:
                 dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-                shapes = [(l.in_features, l.out_features) for l in layers]
                 xs = [torch.randn(bs, i, dtype=dtype) for i, _ in shapes]
                 ws = [torch.randn(o, i, dtype=dtype) for i, o in shapes]
                 gs = [torch.randn(bs, o, dtype=dtype) for _, o in shapes]
@@ -439,26 +440,18 @@ def run_worker(name):
 
 def default_precisions(batch_size=DEFAULT_BATCH_SIZE):
     """What precision="auto" picks on this machine for each stage at ``batch_size``."""
-    import twostage_lib as ts
-    from twostage_lib.models import decoder_for
     from twostage_lib.training import resolve_precision
 
-    net = ts.TwoStageNetwork()
-    weights = {"stage1": ts.count_parameters(net.stage1) + ts.count_parameters(decoder_for(net)),
-               "stage2": ts.count_parameters(net.stage2), "finetune": ts.count_parameters(net)}
-    return {stage: resolve_precision("auto", torch.device("cpu"), n * batch_size)
-            for stage, n in weights.items()}
+    weights = {stage: sum(p.numel() for l in layers for p in l.parameters()) for stage, layers in stage_layers().items()}
+    return {stage: resolve_precision("auto", torch.device("cpu"), n * batch_size) for stage, n in weights.items()}
 
 
 def flops_per_sample():
     import twostage_lib as ts
-    from twostage_lib.models import decoder_for
 
     net = ts.TwoStageNetwork()
     return {
-        "stage1": linear_flops(linears(net.stage1, decoder_for(net))),  # autoencoder step
-        "stage2": linear_flops(linears(net.stage2)),  # on cached features
-        "finetune": linear_flops(linears(net)),
+        **{stage: linear_flops(layers) for stage, layers in stage_layers(net).items()},
         "seeds_stage1-as-written": linear_flops(linears(net.stage1)),
         "seeds_stage2": 2 * sum(l.in_features * l.out_features for l in linears(net.stage1)) + linear_flops(linears(net.stage2)),
     }
@@ -493,7 +486,7 @@ def machine_info() -> dict:
 def table(saved) -> str:
     """The README's table from a saved run (results.json): its numbers, its machine, its command."""
     results, flops, command = saved["results"], saved["flops_per_sample"], saved["command"]
-    machine = saved.get("machine") or machine_info()  # runs saved before it was recorded: this machine
+    machine = saved["machine"]
     precisions = machine["precisions"]
     peak = results["ceiling"]["flops"]
     ceilings = ", ".join(f"{p} {peak[p] / 1e9:.0f}" for p in precisions)
@@ -618,7 +611,7 @@ def main():
                  "machine": machine_info()}
         (HERE / "results.json").write_text(json.dumps(saved, indent=1))
     text = table(saved)
-    plot(saved["results"], HERE / "speed.png", (saved.get("machine") or machine_info())["precisions"])
+    plot(saved["results"], HERE / "speed.png", saved["machine"]["precisions"])
     update_readme(text)
     print(text)
 

@@ -53,3 +53,17 @@ def test_transfer_network_offline_weights_error_is_clear(monkeypatch, tmp_path):
     monkeypatch.setattr(api, "load_state_dict_from_url", offline)
     with pytest.raises(ts.WeightsUnavailableError, match=r"could not load ResNet-18 weights.*weights=None"):
         ts.TransferTwoStageNetwork(weights="DEFAULT")
+
+
+def test_transfer_network_loads_weights_cached_in_the_hub_dir(monkeypatch, tmp_path):
+    """The real loading path, offline: a weights file already in $TORCH_HOME/hub/checkpoints is used."""
+    from torchvision import models
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    url = models.ResNet18_Weights.DEFAULT.url
+    state = models.resnet18(weights=None).state_dict()
+    state["conv1.weight"].fill_(0.5)  # a mark to recognise this file's weights
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(state, tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1])
+    net = ts.TransferTwoStageNetwork(num_classes=5, weights="DEFAULT")
+    assert torch.all(net.stage1[0].weight == 0.5) and net.stage2.out_features == 5

@@ -8,7 +8,7 @@ from .models import TransferTwoStageNetwork, TwoStageNetwork, WeightsUnavailable
 from .objectives import Autoencoder, Contrastive, Denoising, seeds_loss
 from .freezing import freeze_stage1, is_frozen, snapshot, unchanged, unfreeze_stage1
 from .training import (EarlyStopping, History, TrainingDiverged, finetune, has_fast_bf16, seed_everything,
-                       select_device, train_stage1, train_stage2, train_supervised)
+                       select_device, stage1_features, train_stage1, train_stage2, train_supervised)
 from .evaluation import Evaluation, class_weights, evaluate_model
 from .checkpoint import load_checkpoint, save_checkpoint
 

@@ -245,7 +245,7 @@ def run_epochs(stage, model, optimizer, batches, loss_fn, epochs, *, scheduler=N
             for step, (x, y) in enumerate(batches):
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
                     loss = loss_fn(x, y)
-                if step % check_every == 0 and not torch.isfinite(loss):
+                if step % check_every == 0 and not math.isfinite(loss.item()):
                     raise _diverged(stage, epoch, step, loss, history, device)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -427,27 +427,25 @@ def train_stage2(model, data, epochs=5, lr=1e-3, batch_size=DEFAULT_BATCH_SIZE, 
     criterion = criterion or nn.CrossEntropyLoss()
     if cache_features:
         x = stage1_features(model, x)
-        forward_val = lambda xb: model.stage2(model.stage1(xb))  # noqa: E731
         loss_fn = lambda fb, yb: criterion(model.stage2(fb), yb)  # noqa: E731
     else:
         def loss_fn(xb, yb):
             with torch.no_grad(), torch.autocast(xb.device.type, enabled=False):  # as the cache is built
-                features = model.stage1(xb)
+                features = model.features(xb)
             return criterion(model.stage2(features), yb)
-        forward_val = None
     optimizer = optimizer or make_optimizer(model.stage2.parameters(), lr)
     history = run_epochs("stage2", model, optimizer, Batches(x, y, batch_size, seed=seed), loss_fn, epochs,
-                         validate=_validator(model, val, device, forward_val),
-                         train_modules=[model.stage2], **loop)
+                         validate=_validator(model, val, device), train_modules=[model.stage2], **loop)
     model.eval()
     return history
 
 
 @torch.no_grad()
-def stage1_features(model, x, batch_size=8192):
-    """Stage 1's features for every row of ``x``, computed once in eval mode."""
+def stage1_features(model, x, batch_size=2048):
+    """Stage 1's features (``model.features``: for the transfer network, after adapting the
+    images) for every row of ``x``, computed once in eval mode, ``batch_size`` rows at a time."""
     model.stage1.eval()
-    return torch.cat([model.stage1(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    return torch.cat([model.features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
 def finetune(model, data, epochs=5, lr=1e-3, stage1_lr_scale=0.1, batch_size=DEFAULT_BATCH_SIZE,

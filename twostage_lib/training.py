@@ -441,9 +441,10 @@ def train_stage2(model, data, epochs=5, lr=1e-3, batch_size=DEFAULT_BATCH_SIZE, 
 
 
 @torch.no_grad()
-def stage1_features(model, x, batch_size=2048):
+def stage1_features(model, x, batch_size=DEFAULT_BATCH_SIZE):
     """Stage 1's features (``model.features``: for the transfer network, after adapting the
-    images) for every row of ``x``, computed once in eval mode, ``batch_size`` rows at a time."""
+    images) for every row of ``x``, computed once in eval mode, ``batch_size`` rows at a time
+    (larger chunks gain nothing on a CPU; ResNet-18 runs 1.5x slower in chunks of 2048)."""
     model.stage1.eval()
     return torch.cat([model.features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 

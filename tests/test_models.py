@@ -41,6 +41,8 @@ def test_transfer_network_without_weights_runs_on_mnist_inputs():
     assert net.features(x).shape == (4, 512) and net(x).shape == (4, 10)
     assert net.adapt(x).shape == (4, 3, 32, 32)
     assert isinstance(net.stage2, torch.nn.Linear) and net.stage2.in_features == 512
+    assert net.in_features == 784 and net.feature_dim == 512
+    assert ts.models.decoder_for(net)(net.features(x)).shape == (4, 784)  # the autoencoder's decoder
 
 
 def test_transfer_network_offline_weights_error_is_clear(monkeypatch, tmp_path):

@@ -143,6 +143,19 @@ def test_train_stage2_on_the_transfer_network(small, cache):
     assert ts.unchanged(net.stage1, before1) and not ts.unchanged(net.stage2, before2)
     assert h["train_loss"][-1] < h["train_loss"][0]
 
+
+@pytest.mark.parametrize("objective", ["autoencoder", "denoising", "contrastive"])
+def test_train_stage1_on_the_transfer_network(small, objective):
+    """Every stage-1 objective trains a ResNet-18 stage 1 too (the autoencoder through a
+    512-256-784 decoder, contrastive through a 512-512-64 projection), and leaves stage 2 alone."""
+    torch.manual_seed(0)
+    net = ts.TransferTwoStageNetwork(num_classes=10, weights=None, image_size=32)
+    before1, before2 = ts.snapshot(net.stage1), ts.snapshot(net.stage2)
+    h = ts.train_stage1(net, small[0].subset(torch.arange(128)), objective=objective, epochs=4, lr=1e-3,
+                        batch_size=64, device="cpu", progress=False)
+    assert not ts.unchanged(net.stage1, before1) and ts.unchanged(net.stage2, before2)
+    assert h["train_loss"][-1] < h["train_loss"][0]
+
 # ------------------------------------------------------------ fine-tuning
 
 def test_finetune_uses_a_lower_learning_rate_for_stage1(model, small):

@@ -1,6 +1,8 @@
 """Models: the seeds' two-stage MLP (slide 1), a decoder for stage 1, and the ResNet-18 variant (slide 12)."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 
@@ -51,10 +53,12 @@ class TwoStageNetwork(nn.Module):
         return self.stage2(self.features(x))
 
 
-def decoder_for(model: TwoStageNetwork) -> nn.Sequential:
-    """The mirror image of stage 1 (128-256-784 for the defaults), used by the autoencoder objective."""
-    sizes = [model.in_features, *model.config["stage1_sizes"]]
-    return mlp(sizes[::-1])
+def decoder_for(model) -> nn.Sequential:
+    """The mirror image of stage 1 (128-256-784 for the defaults), used by the autoencoder objective.
+    A stage 1 that is not an MLP (the transfer network's ResNet-18) gets features-256-pixels."""
+    if isinstance(model, TwoStageNetwork):
+        return mlp([model.in_features, *model.config["stage1_sizes"]][::-1])
+    return mlp([model.feature_dim, 256, model.in_features])
 
 
 def count_parameters(module: nn.Module, trainable_only=False) -> int:
@@ -94,6 +98,15 @@ class TransferTwoStageNetwork(nn.Module):
         self.register_buffer("pixel_stats", torch.tensor([pixel_mean, pixel_std]))
         self.register_buffer("mean", torch.tensor(self.IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(self.IMAGENET_STD).view(1, 3, 1, 1))
+
+    @property
+    def in_features(self) -> int:
+        """Pixels per input image (784 for MNIST), as the inputs arrive: flat rows."""
+        return math.prod(self.in_shape)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.stage2.in_features
 
     def adapt(self, x):
         x = x.reshape(len(x), *self.in_shape) if x.dim() == 2 else x

@@ -408,3 +408,29 @@ def test_on_cuda_no_step_copies_from_the_host(small, stage):
     small[0].on("cuda")  # the one copy of the data (TensorData keeps it), before counting
     assert copies(5) - copies(1) <= 4  # 4 more epochs, 32 more steps: at most one copy an epoch
 
+
+
+# ------------------------------------------------------------ labels that do not fit
+
+@pytest.mark.parametrize("train", [ts.train_stage2, ts.finetune])
+def test_labels_beyond_the_classifier_are_named_with_the_fix(small, train):
+    five = ts.TwoStageNetwork(num_classes=5)  # the data has digits 0-9
+    with pytest.raises(ValueError, match=r"labels go up to 9 but stage 2 has 5 outputs.*num_classes=10"):
+        train(five, small[0], epochs=1, **FAST)
+    unlabelled = (torch.randn(8, 784), torch.full((8,), -1))
+    with pytest.raises(ValueError, match=r"class indices from 0, got -1.*unlabelled"):
+        train(ts.TwoStageNetwork(), unlabelled, epochs=1, **FAST)
+
+
+def test_stage1_takes_unlabelled_images(model):
+    h = ts.train_stage1(model, (torch.rand(64, 784), torch.full((64,), -1)), epochs=1, **FAST)
+    assert len(h) == 1
+
+
+def test_labels_must_be_one_whole_class_index_per_image():
+    x = torch.rand(4, 784)
+    with pytest.raises(ValueError, match=r"whole class indices, got 0\.3.*0, 1, 2"):
+        ts.TensorData(x, torch.tensor([0.0, 1.0, 0.3, 2.0]))
+    with pytest.raises(ValueError, match=r"shape \(N,\)\), got shape \(4, 3\).*argmax\(1\)"):
+        ts.TensorData(x, torch.eye(3)[[0, 1, 2, 0]])
+    assert ts.TensorData(x, torch.tensor([0.0, 1.0, 2.0, 1.0])).labels.dtype == torch.int64  # whole floats are fine

@@ -30,6 +30,18 @@ class DataNotFoundError(FileNotFoundError):
     """The requested data is not on disk and cannot be downloaded."""
 
 
+def class_indices(labels) -> torch.Tensor:
+    """Labels as int64 class indices; one-hot rows and fractions are refused."""
+    labels = torch.as_tensor(labels)
+    if labels.dim() != 1:
+        raise ValueError(f"labels must be one class index per image (shape (N,)), got shape {tuple(labels.shape)}; "
+                         "for one-hot or probability rows pass labels.argmax(1)")
+    if labels.is_floating_point() and not bool((labels == labels.round()).all()):
+        bad = labels[labels != labels.round()][0].item()
+        raise ValueError(f"labels must be whole class indices, got {bad:g}; round them or map each class to 0, 1, 2, ...")
+    return labels.long()  # negative ones (-1 for "unlabelled") pass: stage 1 ignores labels
+
+
 @dataclass
 class TensorData:
     """Images (uint8, or float already scaled) and integer labels held in memory.
@@ -49,7 +61,7 @@ class TensorData:
             raise ValueError(
                 f"images and labels differ in length ({len(self.images)} vs {len(self.labels)}); "
                 "pass one label per image")
-        self.labels = torch.as_tensor(self.labels).long()
+        self.labels = class_indices(self.labels)
 
     def __len__(self):
         return len(self.labels)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .augmentations import augment as augment_batch
-from .data import Batches, TensorData
+from .data import Batches, TensorData, class_indices
 from .freezing import freeze_stage1, unfreeze_stage1
 from .objectives import make_objective
 
@@ -57,7 +57,7 @@ def as_tensors(data, device, batch_size=4096):
         data = torch.utils.data.DataLoader(data, batch_size=batch_size)
     if isinstance(data, torch.utils.data.DataLoader):
         xs, ys = zip(*((x.reshape(len(x), -1).float(), torch.as_tensor(y)) for x, y in data))
-        return torch.cat(xs).to(device), torch.cat(ys).long().to(device)
+        return torch.cat(xs).to(device), class_indices(torch.cat(ys)).to(device)
     raise TypeError(f"cannot train on {type(data).__name__}: pass a TensorData (from load_mnist), "
                     "an (X, y) pair of tensors, or a torch Dataset / DataLoader")
 
@@ -360,6 +360,18 @@ def _prepare(model, data, device, seed):
     return device, x, y
 
 
+def _check_classes(model, y):
+    """Labels that the classifier has no output for fail here, named, not deep inside the loss."""
+    if len(y) and int(y.min()) < 0:
+        raise ValueError(f"labels must be class indices from 0, got {int(y.min())}: stage 2 and fine-tuning "
+                         "need labelled images (-1 often marks unlabelled ones; leave those to stage 1)")
+    outputs = [m.out_features for m in model.stage2.modules() if isinstance(m, nn.Linear)]
+    if outputs and len(y) and int(y.max()) >= outputs[-1]:
+        raise ValueError(f"labels go up to {int(y.max())} but stage 2 has {outputs[-1]} outputs (classes "
+                         f"0-{outputs[-1] - 1}); build the model with num_classes={int(y.max()) + 1} or "
+                         "relabel the data from 0")
+
+
 def train_stage1(model, data, objective="autoencoder", epochs=5, lr=1e-3, batch_size=DEFAULT_BATCH_SIZE,
                  device="auto", seed=0, val=None, **loop) -> History:
     """Stage 1: train ``model.stage1`` on images alone (labels ignored).
@@ -424,6 +436,8 @@ def train_stage2(model, data, epochs=5, lr=1e-3, batch_size=DEFAULT_BATCH_SIZE, 
     """
     device, x, y = _prepare(model, data, device, seed)
     freeze_stage1(model)
+    if criterion is None:
+        _check_classes(model, y)
     criterion = criterion or nn.CrossEntropyLoss()
     if cache_features:
         x = stage1_features(model, x)
@@ -460,6 +474,8 @@ def finetune(model, data, epochs=5, lr=1e-3, stage1_lr_scale=0.1, batch_size=DEF
     """
     device, x, y = _prepare(model, data, device, seed)
     unfreeze_stage1(model)
+    if criterion is None:
+        _check_classes(model, y)
     criterion = criterion or nn.CrossEntropyLoss()
     groups = [{"params": model.stage1.parameters(), "lr": lr * stage1_lr_scale},
               {"params": model.stage2.parameters(), "lr": lr}]

@@ -434,3 +434,19 @@ def test_labels_must_be_one_whole_class_index_per_image():
     with pytest.raises(ValueError, match=r"shape \(N,\)\), got shape \(4, 3\).*argmax\(1\)"):
         ts.TensorData(x, torch.eye(3)[[0, 1, 2, 0]])
     assert ts.TensorData(x, torch.tensor([0.0, 1.0, 2.0, 1.0])).labels.dtype == torch.int64  # whole floats are fine
+
+
+def test_early_stopping_without_a_validation_set_is_refused(model, small):
+    with pytest.raises(ValueError, match=r"early_stopping watches the validation loss: pass val="):
+        ts.finetune(model, small[0], epochs=2, early_stopping=ts.EarlyStopping(), **FAST)
+
+
+def test_empty_data_and_one_image_contrastive_batches_are_named(model, small):
+    empty = small[0].subset(torch.arange(0))
+    with pytest.raises(ValueError, match="training data holds no images"):
+        ts.train_stage2(model, empty, epochs=1, **FAST)
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        ts.evaluate_model(model, empty)
+    with pytest.raises(ValueError, match=r"contrastive.*at least 2 a batch \(got 1\)"):
+        ts.train_stage1(model, small[0], objective="contrastive", epochs=1, device="cpu", progress=False,
+                        batch_size=1)

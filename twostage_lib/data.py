@@ -87,7 +87,7 @@ class TensorData:
         """Flattened, normalized float inputs and labels on ``device``, computed once and cached."""
         key = str(torch.device(device))
         if key not in self._on_device:
-            x = self.images.to(device).reshape(len(self), -1)
+            x = self.images.to(device).reshape(len(self), self.num_features)
             x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
             x = (x - self.mean) / self.std
             self._on_device[key] = (x, self.labels.to(device))

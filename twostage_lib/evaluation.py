@@ -38,6 +38,8 @@ def evaluate_model(model, data, criterion=None, batch_size=4096, device=None, nu
     was_training = model.training
     model.eval()
     x, y = as_tensors(data, device)
+    if len(x) == 0:
+        raise ValueError("nothing to evaluate: the data holds no images")
     criterion = criterion or F.cross_entropy
     loss_sum = torch.zeros((), device=device)
     preds = []

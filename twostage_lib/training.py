@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .augmentations import augment as augment_batch
 from .data import Batches, TensorData, class_indices
 from .freezing import freeze_stage1, unfreeze_stage1
-from .objectives import make_objective
+from .objectives import Contrastive, make_objective
 
 DEFAULT_BATCH_SIZE = 512
 
@@ -217,6 +217,9 @@ def run_epochs(stage, model, optimizer, batches, loss_fn, epochs, *, scheduler=N
     ``"auto"`` (the default) picks it only where it is faster (``resolve_precision``); ``"fp32"``
     turns it off.
     """
+    if early_stopping is not None and validate is None:
+        raise ValueError("early_stopping watches the validation loss: pass val= (a validation set, e.g. from "
+                         "ts.validation_split) or drop early_stopping")
     history = History(stage, objective=objective)
     sched, per_step = make_scheduler(scheduler, optimizer, epochs, len(batches))
     params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
@@ -357,6 +360,8 @@ def _prepare(model, data, device, seed):
     seed_everything(seed)
     model.to(device)
     x, y = as_tensors(data, device)
+    if len(x) == 0:
+        raise ValueError("the training data holds no images; check the subset or filter that built it")
     return device, x, y
 
 
@@ -387,6 +392,9 @@ def train_stage1(model, data, objective="autoencoder", epochs=5, lr=1e-3, batch_
         obj.to(device)
     loss_of = obj.loss if hasattr(obj, "loss") else obj
     params = list(model.stage1.parameters()) + (list(obj.parameters()) if isinstance(obj, nn.Module) else [])
+    if isinstance(obj, Contrastive) and min(batch_size, len(x)) < 2:
+        raise ValueError("the contrastive objective compares each image with the others of its batch, so it "
+                         f"needs at least 2 a batch (got {min(batch_size, len(x))}); use batch_size=256 or more")
     batches = Batches(x, y, batch_size, shuffle=True, seed=seed)
     _check_stage1_gradient(model, loss_of, next(iter(batches))[0], objective)
     validate = None

@@ -44,3 +44,13 @@ def test_precision_flag_reaches_the_report(tmp_path, capsys):
     stages = json.loads(path.read_text())["stages"]
     assert {s["precision"] for s in stages.values()} == {"fp32"}
     assert "precision on cpu" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--device", "tpu"], "unknown device 'tpu'; use 'auto', 'cpu'"),
+    (["--labels-per-class", "5000"], "class 0 has only 900 images, fewer than the 5000"),
+])
+def test_bad_input_is_one_line_on_stderr_not_a_traceback(capsys, flags, message):
+    assert main(["run", "--data", "bundled", "--no-progress", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m twostage_lib run: error: ") and message in err and "Traceback" not in err

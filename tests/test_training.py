@@ -450,3 +450,9 @@ def test_empty_data_and_one_image_contrastive_batches_are_named(model, small):
     with pytest.raises(ValueError, match=r"contrastive.*at least 2 a batch \(got 1\)"):
         ts.train_stage1(model, small[0], objective="contrastive", epochs=1, device="cpu", progress=False,
                         batch_size=1)
+
+
+def test_a_finite_but_exploding_loss_warns_with_the_fix(model, small):
+    with pytest.warns(UserWarning, match=r"stage2: the training loss rose from .* training is diverging.*3-10x lower"):
+        h = ts.train_stage2(model, small[0], epochs=2, lr=1000.0, **FAST)
+    assert len(h) == 2  # a warning, not an error: the run and its history are kept

@@ -11,7 +11,8 @@ from pathlib import Path
 from .data import DATASETS, SOURCES
 from .objectives import OBJECTIVES
 from .pipeline import PipelineConfig, format_table, run_pipeline
-from .training import PRECISIONS
+from .models import WeightsUnavailableError
+from .training import PRECISIONS, TrainingDiverged
 
 
 def positive_int(text):
@@ -121,7 +122,12 @@ def write_json(report, path) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return {"run": cmd_run, "compare": cmd_compare}[args.command](args)
+    try:
+        return {"run": cmd_run, "compare": cmd_compare}[args.command](args)
+    except (ValueError, FileNotFoundError, WeightsUnavailableError, TrainingDiverged) as exc:
+        # bad input, missing data, a diverging run: one line that names it and the fix (bugs keep a traceback)
+        print(f"python -m twostage_lib {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

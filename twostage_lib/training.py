@@ -40,7 +40,10 @@ def select_device(device="auto") -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use device='cpu'")
     return device
@@ -236,6 +239,7 @@ def run_epochs(stage, model, optimizer, batches, loss_fn, epochs, *, scheduler=N
     bar = tqdm(range(epochs), desc=stage, disable=not progress, leave=True)
     start = time.perf_counter()
     epoch = step = 0
+    first_loss, warned = None, False  # the loss before any update: the yardstick for divergence
     try:
         for epoch in bar:
             for m in train_modules:
@@ -248,8 +252,11 @@ def run_epochs(stage, model, optimizer, batches, loss_fn, epochs, *, scheduler=N
             for step, (x, y) in enumerate(batches):
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
                     loss = loss_fn(x, y)
-                if step % check_every == 0 and not math.isfinite(loss.item()):
-                    raise _diverged(stage, epoch, step, loss, history, device)
+                if step % check_every == 0:
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        raise _diverged(stage, epoch, step, loss, history, device)
+                    first_loss = value if first_loss is None else first_loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if clip_grad_norm is not None:
@@ -264,6 +271,11 @@ def run_epochs(stage, model, optimizer, batches, loss_fn, epochs, *, scheduler=N
             train_loss = total.item() / max(seen, 1)
             if not math.isfinite(train_loss):
                 raise _diverged(stage, epoch, step, train_loss, history, device)
+            if not warned and first_loss and train_loss > 10 * abs(first_loss):
+                warned = True
+                warnings.warn(f"{stage}: the training loss rose from {first_loss:.4g} (first step) to "
+                              f"{train_loss:.4g} (epoch {epoch + 1}): training is diverging. The learning rate "
+                              "is probably too high: try one 3-10x lower (or gradient clipping)")
             lrs = [g["lr"] for g in optimizer.param_groups]  # used this epoch
             record = {"epoch": epoch + 1, "train_loss": train_loss, "lr": lrs[-1], "lrs": lrs}
             if clip_grad_norm is not None:

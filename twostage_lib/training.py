@@ -271,7 +271,9 @@ def run_epochs(stage, model, optimizer, batches, loss_fn, epochs, *, scheduler=N
             train_loss = total.item() / max(seen, 1)
             if not math.isfinite(train_loss):
                 raise _diverged(stage, epoch, step, train_loss, history, device)
-            if not warned and first_loss and train_loss > 10 * abs(first_loss):
+            # 10x the loss before training (at least 10: a near-zero start, as after stage 2 memorized a few
+            # labels, is not a yardstick); the course's losses all start near 1-7
+            if not warned and first_loss is not None and train_loss > 10 * max(abs(first_loss), 1.0):
                 warned = True
                 warnings.warn(f"{stage}: the training loss rose from {first_loss:.4g} (first step) to "
                               f"{train_loss:.4g} (epoch {epoch + 1}): training is diverging. The learning rate "

@@ -65,3 +65,10 @@ def test_class_weights_vectorized_and_normalized():
 def test_class_with_no_samples_is_an_error():
     with pytest.raises(ValueError, match=r"class\(es\) \[1, 3\] have no samples"):
         ts.class_weights(torch.tensor([0, 2, 2]), num_classes=4)
+
+
+def test_evaluation_gives_each_part_its_own_mode_back(model, small):
+    """model.train(was_training) would wake a frozen stage 1 (and its BatchNorm statistics) up."""
+    ts.freeze_stage1(model)  # stage 1 in eval mode, the rest training
+    ts.evaluate_model(model, small[1])
+    assert not model.stage1.training and model.stage2.training and model.training

@@ -133,14 +133,14 @@ def test_feature_cache_gives_the_same_training_as_recomputing(small):
 def test_train_stage2_on_the_transfer_network(small, cache):
     """Slide 12's ResNet-18 stage 1 takes images, not rows of 784 pixels: stage 2 must reach it
     through model.features (which adapts them), cached or recomputed, and leave it unchanged,
-    BatchNorm statistics included."""
+    BatchNorm statistics included, also when validation runs between epochs."""
     torch.manual_seed(0)
     net = ts.TransferTwoStageNetwork(num_classes=10, weights=None, image_size=32)
     x, _ = small[0].on("cpu")
     assert torch.equal(ts.stage1_features(net, x[:40], batch_size=16), net.features(x[:40]))
     before1, before2 = ts.snapshot(net.stage1), ts.snapshot(net.stage2)
     h = ts.train_stage2(net, small[0].subset(torch.arange(256)), epochs=3, lr=3e-3, batch_size=64,
-                        cache_features=cache, device="cpu", progress=False)
+                        cache_features=cache, device="cpu", progress=False, val=small[1].subset(torch.arange(64)))
     assert ts.unchanged(net.stage1, before1) and not ts.unchanged(net.stage2, before2)
     assert h["train_loss"][-1] < h["train_loss"][0]
 

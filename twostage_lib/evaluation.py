@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .training import as_tensors, select_device
+from .training import as_tensors, evaluating, select_device
 
 
 @dataclass
@@ -35,20 +35,18 @@ def evaluate_model(model, data, criterion=None, batch_size=4096, device=None, nu
     """
     device = select_device(device) if device is not None else next(model.parameters()).device
     model.to(device)
-    was_training = model.training
-    model.eval()
     x, y = as_tensors(data, device)
     if len(x) == 0:
         raise ValueError("nothing to evaluate: the data holds no images")
     criterion = criterion or F.cross_entropy
     loss_sum = torch.zeros((), device=device)
     preds = []
-    for i in range(0, len(x), batch_size):
-        out = model(x[i:i + batch_size])
-        yb = y[i:i + batch_size]
-        loss_sum += criterion(out, yb) * len(yb)
-        preds.append(out.argmax(1))
-    model.train(was_training)
+    with evaluating(model):  # each submodule keeps its own mode afterwards (a frozen stage 1 stays in eval)
+        for i in range(0, len(x), batch_size):
+            out = model(x[i:i + batch_size])
+            yb = y[i:i + batch_size]
+            loss_sum += criterion(out, yb) * len(yb)
+            preds.append(out.argmax(1))
     pred = torch.cat(preds)
     k = num_classes or int(max(int(y.max()), int(pred.max()))) + 1
     confusion = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k).cpu()

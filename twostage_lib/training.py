@@ -7,6 +7,7 @@ import os
 import random
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -337,6 +338,20 @@ def _log(writer, stage, record):
             writer.add_scalar(f"{stage}/{key}", value, record["epoch"])
 
 
+@contextmanager
+def evaluating(model):
+    """Eval mode for a while, then every submodule back to its own mode. ``model.train(was_training)``
+    would put a frozen stage 1 back in train mode too, and its BatchNorm layers (ResNet-18) would
+    then update their running statistics on every later forward pass."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
 @torch.no_grad()
 def loss_and_accuracy(forward, x, y, batch_size=4096, criterion=F.cross_entropy) -> dict:
     """Sample-weighted mean loss and accuracy of ``forward`` over (x, y), without autograd."""
@@ -357,11 +372,8 @@ def _validator(model, val, device, forward=None, criterion=F.cross_entropy):
     forward = forward or model
 
     def validate():
-        was_training = model.training
-        model.eval()
-        out = loss_and_accuracy(forward, xv, yv, criterion=criterion)
-        model.train(was_training)
-        return out
+        with evaluating(model):
+            return loss_and_accuracy(forward, xv, yv, criterion=criterion)
 
     return validate
 

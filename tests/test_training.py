@@ -128,7 +128,6 @@ def test_feature_cache_gives_the_same_training_as_recomputing(small):
     assert all(torch.allclose(results[0][k], results[1][k], atol=1e-5) for k in results[0])
 
 
-
 @pytest.mark.parametrize("cache", [True, False])
 def test_train_stage2_on_the_transfer_network(small, cache):
     """Slide 12's ResNet-18 stage 1 takes images, not rows of 784 pixels: stage 2 must reach it
@@ -156,6 +155,7 @@ def test_train_stage1_on_the_transfer_network(small, objective):
                         batch_size=64, device="cpu", progress=False)
     assert not ts.unchanged(net.stage1, before1) and ts.unchanged(net.stage2, before2)
     assert h["train_loss"][-1] < h["train_loss"][0]
+
 
 # ------------------------------------------------------------ fine-tuning
 
@@ -408,7 +408,6 @@ def test_on_cuda_no_step_copies_from_the_host(small, stage):
 
     small[0].on("cuda")  # the one copy of the data (TensorData keeps it), before counting
     assert copies(5) - copies(1) <= 4  # 4 more epochs, 32 more steps: at most one copy an epoch
-
 
 
 # ------------------------------------------------------------ labels that do not fit

@@ -365,29 +365,31 @@ def loss_and_accuracy(forward, x, y, batch_size=4096, criterion=F.cross_entropy)
     return {"val_loss": loss_sum.item() / len(x), "val_acc": correct.item() / len(x)}
 
 
-def _validator(model, val, device, forward=None, criterion=F.cross_entropy):
+def _validator(model, val, device):
     if val is None:
         return None
     xv, yv = as_tensors(val, device)
-    forward = forward or model
 
     def validate():
         with evaluating(model):
-            return loss_and_accuracy(forward, xv, yv, criterion=criterion)
+            return loss_and_accuracy(model, xv, yv)
 
     return validate
 
 
 # ---------------------------------------------------------------- the three stages
 
-def _prepare(model, data, device, seed):
-    """Shared set-up of every stage: device, seeds, model and data on the device."""
+def _prepare(model, data, device, seed, classify=False):
+    """Shared set-up of every stage: device, seeds, model and data on the device. ``classify``:
+    the labels feed the default cross-entropy, so each must have an output in stage 2."""
     device = select_device(device)
     seed_everything(seed)
     model.to(device)
     x, y = as_tensors(data, device)
     if len(x) == 0:
         raise ValueError("the training data holds no images; check the subset or filter that built it")
+    if classify:
+        _check_classes(model, y)
     return device, x, y
 
 
@@ -468,10 +470,8 @@ def train_stage2(model, data, epochs=5, lr=1e-3, batch_size=DEFAULT_BATCH_SIZE, 
     whole training set when ``cache_features`` (the default), else every step. A given
     ``optimizer`` may hold stage-1 parameters (even with Adam state): they still do not move.
     """
-    device, x, y = _prepare(model, data, device, seed)
+    device, x, y = _prepare(model, data, device, seed, classify=criterion is None)
     freeze_stage1(model)
-    if criterion is None:
-        _check_classes(model, y)
     criterion = criterion or nn.CrossEntropyLoss()
     if cache_features:
         x = stage1_features(model, x)
@@ -506,10 +506,8 @@ def finetune(model, data, epochs=5, lr=1e-3, stage1_lr_scale=0.1, batch_size=DEF
     early gradients of the classifier. ``augment=True`` applies digit-safe augmentation per batch;
     ``sample_weights`` (one per training sample) draws batches in proportion to them.
     """
-    device, x, y = _prepare(model, data, device, seed)
+    device, x, y = _prepare(model, data, device, seed, classify=criterion is None)
     unfreeze_stage1(model)
-    if criterion is None:
-        _check_classes(model, y)
     criterion = criterion or nn.CrossEntropyLoss()
     groups = [{"params": model.stage1.parameters(), "lr": lr * stage1_lr_scale},
               {"params": model.stage2.parameters(), "lr": lr}]

@@ -67,6 +67,15 @@ def test_unknown_objective_is_named(model, small):
 
 # ------------------------------------------------------------ freezing and stage 2
 
+def test_a_snapshot_is_a_cpu_copy_that_sees_a_one_bit_change(model):
+    before = ts.snapshot(model)
+    assert all(v.device.type == "cpu" for v in before.values())  # comparable wherever training moves the model
+    with torch.no_grad():
+        w = model.stage1[0].weight
+        w[0, 0] = torch.nextafter(w[0, 0], torch.tensor(1.0))  # the next float up: one bit
+    assert not ts.unchanged(model, before)
+
+
 def test_train_stage2_leaves_stage1_bit_for_bit_unchanged(model, small):
     ts.train_stage1(model, small[0], epochs=1, **FAST)
     before1, before2 = ts.snapshot(model.stage1), ts.snapshot(model.stage2)
@@ -76,8 +85,13 @@ def test_train_stage2_leaves_stage1_bit_for_bit_unchanged(model, small):
     assert h["train_loss"][-1] < h["train_loss"][0]
 
 
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("cache", [True, False])
-def test_frozen_even_when_the_optimizer_has_adam_state_for_stage1(model, small, cache):
+def test_frozen_even_when_the_optimizer_has_adam_state_for_stage1(model, small, cache, device):
+    """The seeds' situation: an optimizer over every weight has stepped (on the CPU) before stage 2."""
     x, y = small[0].on("cpu")
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(3):  # Adam now holds momentum for every stage-1 weight
@@ -86,8 +100,9 @@ def test_frozen_even_when_the_optimizer_has_adam_state_for_stage1(model, small, 
         opt.step()
     assert all(len(opt.state[p]) > 0 for p in model.stage1.parameters())
     before = ts.snapshot(model.stage1)
-    ts.train_stage2(model, small[0], epochs=2, optimizer=opt, cache_features=cache, **FAST)
-    assert ts.unchanged(model.stage1, before)
+    head = ts.snapshot(model.stage2)
+    ts.train_stage2(model, small[0], epochs=2, optimizer=opt, cache_features=cache, **dict(FAST, device=device))
+    assert ts.unchanged(model.stage1, before) and not ts.unchanged(model.stage2, head)
 
 
 def test_the_freezing_trap_that_freeze_stage1_avoids(model, small):
@@ -408,6 +423,28 @@ def test_on_cuda_no_step_copies_from_the_host(small, stage):
 
     small[0].on("cuda")  # the one copy of the data (TensorData keeps it), before counting
     assert copies(5) - copies(1) <= 4  # 4 more epochs, 32 more steps: at most one copy an epoch
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_a_snapshot_taken_on_the_cpu_still_compares(model, small):
+    """Training moves the model to the GPU; a snapshot taken before must still say what moved."""
+    before1, before2 = ts.snapshot(model.stage1), ts.snapshot(model.stage2)
+    ts.train_stage2(model, small[0], epochs=1, device="cuda", progress=False)
+    assert next(model.parameters()).is_cuda
+    assert ts.unchanged(model.stage1, before1) and not ts.unchanged(model.stage2, before2)
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+@pytest.mark.parametrize("train", [ts.train_stage2, ts.finetune])
+def test_a_class_weighted_loss_built_on_the_cpu_works_on_each_device(model, small, train, device):
+    """As notebook 07 builds it: class weights on the CPU, a model that training puts on the GPU."""
+    weights = torch.linspace(0.5, 2.0, 10)
+    extra = dict(sample_weights=weights[small[0].labels]) if train is ts.finetune else {}
+    h = train(model, small[0], epochs=3, lr=1e-2, criterion=nn.CrossEntropyLoss(weight=weights),
+              **dict(FAST, device=device), **extra)
+    assert h["train_loss"][-1] < h["train_loss"][0]
+    result = ts.evaluate_model(model, small[1], criterion=nn.CrossEntropyLoss(weight=weights))
+    assert result.accuracy > 0.5 and math.isfinite(result.loss)
 
 
 # ------------------------------------------------------------ labels that do not fit

@@ -4,9 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from .training import as_tensors, evaluating, select_device
+from .training import as_tensors, criterion_on, evaluating, select_device
 
 
 @dataclass
@@ -38,7 +37,7 @@ def evaluate_model(model, data, criterion=None, batch_size=4096, device=None, nu
     x, y = as_tensors(data, device)
     if len(x) == 0:
         raise ValueError("nothing to evaluate: the data holds no images")
-    criterion = criterion or F.cross_entropy
+    criterion = criterion_on(criterion, device)
     loss_sum = torch.zeros((), device=device)
     preds = []
     with evaluating(model):  # each submodule keeps its own mode afterwards (a frozen stage 1 stays in eval)

@@ -28,11 +28,13 @@ def is_frozen(module) -> bool:
 
 
 def snapshot(module) -> dict:
-    """A copy of every parameter and buffer, to check later that nothing moved."""
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+    """A copy of every parameter and buffer, to check later that nothing moved. The copy is kept on
+    the CPU: training may move the module to a GPU, and the copy must still compare with it."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
 def unchanged(module, before: dict) -> bool:
-    """True when every tensor is bit-for-bit equal to ``before`` (``torch.equal``, not a tolerance)."""
+    """True when every tensor is bit-for-bit equal to ``before`` (``torch.equal``, not a tolerance),
+    wherever each one lives (copying between devices changes no bit)."""
     now = module.state_dict()
-    return now.keys() == before.keys() and all(torch.equal(now[k], before[k]) for k in now)
+    return now.keys() == before.keys() and all(torch.equal(now[k].cpu(), before[k].cpu()) for k in now)

@@ -393,6 +393,14 @@ def _prepare(model, data, device, seed, classify=False):
     return device, x, y
 
 
+def criterion_on(criterion, device):
+    """The loss to train with: cross-entropy by default. A loss module moves to the device with the
+    model, so a class-weighted ``nn.CrossEntropyLoss(weight=...)`` built on the CPU works on a GPU."""
+    if criterion is None:
+        return nn.CrossEntropyLoss()
+    return criterion.to(device) if isinstance(criterion, nn.Module) else criterion
+
+
 def _check_classes(model, y):
     """Labels that the classifier has no output for fail here, named, not deep inside the loss."""
     if len(y) and int(y.min()) < 0:
@@ -472,7 +480,7 @@ def train_stage2(model, data, epochs=5, lr=1e-3, batch_size=DEFAULT_BATCH_SIZE, 
     """
     device, x, y = _prepare(model, data, device, seed, classify=criterion is None)
     freeze_stage1(model)
-    criterion = criterion or nn.CrossEntropyLoss()
+    criterion = criterion_on(criterion, device)
     if cache_features:
         x = stage1_features(model, x)
         loss_fn = lambda fb, yb: criterion(model.stage2(fb), yb)  # noqa: E731
@@ -481,6 +489,8 @@ def train_stage2(model, data, epochs=5, lr=1e-3, batch_size=DEFAULT_BATCH_SIZE, 
             with torch.no_grad(), torch.autocast(xb.device.type, enabled=False):  # as the cache is built
                 features = model.features(xb)
             return criterion(model.stage2(features), yb)
+    if optimizer is not None:  # its state (Adam's moments) follows the weights to the device; values unchanged
+        optimizer.load_state_dict(optimizer.state_dict())
     optimizer = optimizer or make_optimizer(model.stage2.parameters(), lr)
     history = run_epochs("stage2", model, optimizer, Batches(x, y, batch_size, seed=seed), loss_fn, epochs,
                          validate=_validator(model, val, device), train_modules=[model.stage2], **loop)
@@ -508,7 +518,7 @@ def finetune(model, data, epochs=5, lr=1e-3, stage1_lr_scale=0.1, batch_size=DEF
     """
     device, x, y = _prepare(model, data, device, seed, classify=criterion is None)
     unfreeze_stage1(model)
-    criterion = criterion or nn.CrossEntropyLoss()
+    criterion = criterion_on(criterion, device)
     groups = [{"params": model.stage1.parameters(), "lr": lr * stage1_lr_scale},
               {"params": model.stage2.parameters(), "lr": lr}]
     shape = image_shape_of(data, x)

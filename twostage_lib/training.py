@@ -233,9 +233,6 @@ def run_epochs(stage, model, optimizer, batches, loss_fn, epochs, *, scheduler=N
     work = sum(p.numel() for p in params) * batch if batch else None
     history.precision = resolve_precision(precision, device, work)
     mixed = history.precision == "bf16"
-    # A finiteness test reads the loss on the host. On the CPU that is free; on a GPU it would
-    # stall the queue every step, so there it is checked every few steps instead.
-    check_every = 1 if device.type == "cpu" else 50
     train_modules = train_modules or [model]
     bar = tqdm(range(epochs), desc=stage, disable=not progress, leave=True)
     start = time.perf_counter()
@@ -246,18 +243,19 @@ def run_epochs(stage, model, optimizer, batches, loss_fn, epochs, *, scheduler=N
             for m in train_modules:
                 m.train()
             t0 = time.perf_counter()
-            total = torch.zeros((), device=device)
+            total = 0.0
             norm_sum = torch.zeros((), device=device)
             norm_max = torch.zeros((), device=device)
             seen = 0
             for step, (x, y) in enumerate(batches):
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
                     loss = loss_fn(x, y)
-                if step % check_every == 0:
-                    value = loss.item()
-                    if not math.isfinite(value):
-                        raise _diverged(stage, epoch, step, loss, history, device)
-                    first_loss = value if first_loss is None else first_loss
+                # Read the loss on the host every step, before it can move a weight: free on a CPU,
+                # 1-12% of a step on an H100 for these small networks, and a NaN never gets applied.
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise _diverged(stage, epoch, step, value, history)
+                first_loss = value if first_loss is None else first_loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if clip_grad_norm is not None:
@@ -267,11 +265,9 @@ def run_epochs(stage, model, optimizer, batches, loss_fn, epochs, *, scheduler=N
                 optimizer.step()
                 if per_step:
                     sched.step()
-                total.add_(loss.detach(), alpha=len(x))  # on the device: no host sync
+                total += value * len(x)
                 seen += len(x)
-            train_loss = total.item() / max(seen, 1)
-            if not math.isfinite(train_loss):
-                raise _diverged(stage, epoch, step, train_loss, history, device)
+            train_loss = total / max(seen, 1)
             # 10x the loss before training (at least 10: a near-zero start, as after stage 2 memorized a few
             # labels, is not a yardstick); the course's losses all start near 1-7
             if not warned and first_loss is not None and train_loss > 10 * max(abs(first_loss), 1.0):
@@ -313,11 +309,9 @@ def run_epochs(stage, model, optimizer, batches, loss_fn, epochs, *, scheduler=N
     return history
 
 
-def _diverged(stage, epoch, step, loss, history, device):
-    value = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
-    where = f"step {step}" if device.type == "cpu" else f"or before step {step}"
+def _diverged(stage, epoch, step, value, history):
     return TrainingDiverged(
-        f"{stage}: the loss became {value} in epoch {epoch + 1} at {where}. The learning rate is "
+        f"{stage}: the loss became {value} in epoch {epoch + 1} at step {step}. The learning rate is "
         f"probably too high: try one 3-10x lower (or gradient clipping). The {len(history)} "
         "completed epochs are in this error's .history", history)
 

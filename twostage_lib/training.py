@@ -255,7 +255,8 @@ def run_epochs(stage, model, optimizer, batches, loss_fn, epochs, *, scheduler=N
                 value = loss.item()
                 if not math.isfinite(value):
                     raise _diverged(stage, epoch, step, value, history)
-                first_loss = value if first_loss is None else first_loss
+                if first_loss is None:
+                    first_loss = value
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if clip_grad_norm is not None:
@@ -270,7 +271,7 @@ def run_epochs(stage, model, optimizer, batches, loss_fn, epochs, *, scheduler=N
             train_loss = total / max(seen, 1)
             # 10x the loss before training (at least 10: a near-zero start, as after stage 2 memorized a few
             # labels, is not a yardstick); the course's losses all start near 1-7
-            if not warned and first_loss is not None and train_loss > 10 * max(abs(first_loss), 1.0):
+            if not warned and train_loss > 10 * max(abs(first_loss), 1.0):
                 warned = True
                 warnings.warn(f"{stage}: the training loss rose from {first_loss:.4g} (first step) to "
                               f"{train_loss:.4g} (epoch {epoch + 1}): training is diverging. The learning rate "
@@ -397,11 +398,11 @@ def criterion_on(criterion, device):
 
 def _check_classes(model, y):
     """Labels that the classifier has no output for fail here, named, not deep inside the loss."""
-    if len(y) and int(y.min()) < 0:
+    if int(y.min()) < 0:  # _prepare has refused empty data already
         raise ValueError(f"labels must be class indices from 0, got {int(y.min())}: stage 2 and fine-tuning "
                          "need labelled images (-1 often marks unlabelled ones; leave those to stage 1)")
     outputs = [m.out_features for m in model.stage2.modules() if isinstance(m, nn.Linear)]
-    if outputs and len(y) and int(y.max()) >= outputs[-1]:
+    if outputs and int(y.max()) >= outputs[-1]:
         raise ValueError(f"labels go up to {int(y.max())} but stage 2 has {outputs[-1]} outputs (classes "
                          f"0-{outputs[-1] - 1}); build the model with num_classes={int(y.max()) + 1} or "
                          "relabel the data from 0")

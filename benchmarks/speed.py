@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from twostage_lib.training import DEFAULT_BATCH_SIZE, has_fast_bf16
+from twostage_lib.training import DEFAULT_BATCH_SIZE, STAGE2_BATCH_SIZE, has_fast_bf16
 
 # the library's paths: batch size and precision ("bf16": bfloat16 autocast, the default where the
 # hardware is fast at it, as on this CPU; elsewhere only float32 is measured)
@@ -34,6 +34,8 @@ PRECISIONS = ("fp32", "bf16") if has_fast_bf16(torch.device("cpu")) else ("fp32"
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SEED_BATCH = 32
+# the library's default batch of each stage: stage 2's head on cached features takes larger ones
+DEFAULT_BATCH = {"stage1": DEFAULT_BATCH_SIZE, "stage2": STAGE2_BATCH_SIZE, "finetune": DEFAULT_BATCH_SIZE}
 WINDOW, WINDOWS = 1.5, 3  # the seeds' loader: best of 3 windows of 1.5 s of stepping
 
 
@@ -215,7 +217,7 @@ def worker_paired(stage, rounds=5, seconds=1.5):
 
     seeds = SeedsLoop(stage, fixed_loss=stage == "stage1")  # stage 1: the fixed loss, same work as ours
     _, train = library_data()
-    paths = [(bs, precision) for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE) for precision in PRECISIONS]
+    paths = [(bs, precision) for bs in (SEED_BATCH, DEFAULT_BATCH[stage]) for precision in PRECISIONS]
     models = {path: ts.TwoStageNetwork() for path in paths}
     epochs = {path: 1 for path in paths}
 
@@ -390,7 +392,7 @@ def gemm_only_rates(repeats=5):
     rates = {}
     for stage, layers in stage_layers().items():
         shapes = [(l.in_features, l.out_features) for l in layers]
-        for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE):
+        for bs in (SEED_BATCH, DEFAULT_BATCH[stage]):
             for precision in PRECISIONS:
                 dtype = torch.bfloat16 if precision == "bf16" else torch.float32
                 xs = [torch.randn(bs, i, dtype=dtype) for i, _ in shapes]
@@ -426,14 +428,14 @@ WORKERS = {
     "library32/stage1": lambda: worker_library("stage1", SEED_BATCH),
     "library32/stage2": lambda: worker_library("stage2", SEED_BATCH),
     "library32/finetune": lambda: worker_library("finetune", SEED_BATCH),
-    "library/stage1": lambda: worker_library("stage1", DEFAULT_BATCH_SIZE),
-    "library/stage2": lambda: worker_library("stage2", DEFAULT_BATCH_SIZE),
-    "library/finetune": lambda: worker_library("finetune", DEFAULT_BATCH_SIZE),
+    "library/stage1": lambda: worker_library("stage1", DEFAULT_BATCH["stage1"]),
+    "library/stage2": lambda: worker_library("stage2", DEFAULT_BATCH["stage2"]),
+    "library/finetune": lambda: worker_library("finetune", DEFAULT_BATCH["finetune"]),
     "paired/stage1": lambda: worker_paired("stage1"),
     "paired/stage2": lambda: worker_paired("stage2"),
     "paired/finetune": lambda: worker_paired("finetune"),
-    "cache": lambda: worker_cache(DEFAULT_BATCH_SIZE),
-    "cache/resnet18": lambda: worker_cache(DEFAULT_BATCH_SIZE, rounds=2, network="resnet18", n_images=2048),
+    "cache": lambda: worker_cache(STAGE2_BATCH_SIZE),
+    "cache/resnet18": lambda: worker_cache(STAGE2_BATCH_SIZE, rounds=2, network="resnet18", n_images=2048),
     "to98/seeds": worker_to98_seeds,
     "to98/supervised": worker_to98_supervised,
     "to98/pipeline": worker_to98_pipeline,
@@ -493,7 +495,8 @@ def machine_info() -> dict:
         cpu = names[0] if names else cpu
     return {"machine": platform.machine(), "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "precisions": list(PRECISIONS),
-            "defaults": {str(bs): default_precisions(bs) for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE)}}
+            "default_batch": DEFAULT_BATCH,
+            "defaults": {str(bs): default_precisions(bs) for bs in sorted({SEED_BATCH, *DEFAULT_BATCH.values()})}}
 
 
 def table(saved) -> str:
@@ -504,8 +507,10 @@ def table(saved) -> str:
     peak = results["ceiling"]["flops"]
     ceilings = ", ".join(f"{p} {peak[p] / 1e9:.0f}" for p in precisions)
     defaults = {int(bs): d for bs, d in machine["defaults"].items()}
-    default = "; ".join(f"batch {bs}: " + ", ".join(f"{stage} {p}" for stage, p in d.items())
-                        for bs, d in defaults.items())
+    default_batch = machine["default_batch"]
+    default = (f"batch {SEED_BATCH}: " + ", ".join(f"{stage} {p}" for stage, p in defaults[SEED_BATCH].items())
+               + "; default batch: " + ", ".join(f"{stage} {defaults[bs][stage]} ({bs})"
+                                                 for stage, bs in default_batch.items()))
     cpu = f" ({machine['cpu']})" if machine.get("cpu") else ""
     lines = [f"Measured with `{command}` on {machine['machine']}{cpu}, {machine['cores']} cores, "
              f"torch {machine['torch']}, {machine['threads']} threads; "
@@ -523,7 +528,7 @@ def table(saved) -> str:
             rows.insert(0, ("seeds: as written (zero loss, no decoder), own process", "seeds/stage1-as-written",
                             SEED_BATCH, "fp32", flops["seeds_stage1-as-written"],
                             results["seeds/stage1-as-written"]["samples_per_s"], None))
-        for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE):
+        for bs in (SEED_BATCH, default_batch[stage]):
             solo = f"library32/{stage}" if bs == SEED_BATCH else f"library/{stage}"
             for precision in precisions:
                 key = path_key(bs, precision)
@@ -544,7 +549,7 @@ def table(saved) -> str:
               "were only its own matrix products, at their own shapes and precision (`gemm_only_rates`). "
               "Peak RSS comes from each path run alone in its own process, at the default precision."]
     c = results["cache"]
-    lines += ["", f"Stage 2, one epoch at batch {DEFAULT_BATCH_SIZE}: recomputing stage 1 {c['recomputed']:.3f} s, "
+    lines += ["", f"Stage 2, one epoch at its default batch ({default_batch['stage2']}): recomputing stage 1 {c['recomputed']:.3f} s, "
               f"cached features {c['cached']:.3f} s: **{c['speedup']:.1f}x** faster; building the cache once "
               f"takes {c['build']:.3f} s."]
     if "cache/resnet18" in results:
@@ -581,12 +586,13 @@ def plot(results, path, precisions):
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
     stages = ["stage1", "stage2", "finetune"]
-    bars = [("seeds", "seeds' loop, batch 32")] + [
-        (f"library{path_key(bs, p)}", f"library, batch {bs}, {p}") for bs in (SEED_BATCH, DEFAULT_BATCH_SIZE)
-        for p in precisions]
+    bars = [(lambda s: "seeds", "seeds' loop, batch 32")] + [
+        (lambda s, p=p: f"library{path_key(SEED_BATCH, p)}", f"library, batch 32, {p}") for p in precisions] + [
+        (lambda s, p=p: f"library{path_key(DEFAULT_BATCH[s], p)}", f"library, default batch, {p}") for p in precisions]
     width = 0.8 / len(bars)
     for i, (key, label) in enumerate(bars):
-        left.bar([s + i * width for s in range(3)], [results[f"paired/{s}"][key] for s in stages], width, label=label)
+        left.bar([s + i * width for s in range(3)], [results[f"paired/{s}"][key(s)] for s in stages], width,
+                 label=label)
     left.set_xticks([s + 0.4 - width / 2 for s in range(3)], stages)
     left.set_yscale("log")
     left.set_ylabel("training samples / s")

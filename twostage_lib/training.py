@@ -22,6 +22,13 @@ from .freezing import freeze_stage1, unfreeze_stage1
 from .objectives import Contrastive, make_objective
 
 DEFAULT_BATCH_SIZE = 512
+# Stage 2 trains the small head on cached features, where a step is mostly per-operation overhead
+# (0.4 ms at batch 512, 0.13 ms of it arithmetic): 4x the batch does an epoch in a quarter of the
+# steps, and 4x the learning rate (the linear scaling rule; 2e-3 at 512, as the notebooks used)
+# keeps the accuracy. Measured on autoencoder features, 3 seeds: 5 epochs 93.7% (94.2% at 512,
+# twice the time); in the same time as 5 epochs at 512, 10 epochs at 2048 reach 95.6%.
+STAGE2_BATCH_SIZE = 2048
+STAGE2_LR = 8e-3
 
 
 # ---------------------------------------------------------------- set-up helpers
@@ -465,13 +472,15 @@ def _check_stage1_gradient(model, loss_of, x, objective):
             "compare a reconstruction with the input instead (objective='autoencoder').")
 
 
-def train_stage2(model, data, epochs=5, lr=1e-3, batch_size=DEFAULT_BATCH_SIZE, device="auto", seed=0,
+def train_stage2(model, data, epochs=5, lr=STAGE2_LR, batch_size=STAGE2_BATCH_SIZE, device="auto", seed=0,
                  val=None, cache_features=True, optimizer=None, criterion=None, **loop) -> History:
     """Stage 2: train ``model.stage2`` on stage 1's frozen features (slides 3 and 4).
 
     Stage 1 is frozen and in eval mode; its features are computed without autograd, once for the
     whole training set when ``cache_features`` (the default), else every step. A given
     ``optimizer`` may hold stage-1 parameters (even with Adam state): they still do not move.
+    The defaults, batch 2048 at a learning rate of 8e-3, suit a head on cached features
+    (``STAGE2_BATCH_SIZE``); a smaller batch wants a proportionally smaller rate.
     """
     device, x, y = _prepare(model, data, device, seed, classify=criterion is None)
     freeze_stage1(model)

@@ -46,6 +46,17 @@ def test_precision_flag_reaches_the_report(tmp_path, capsys):
     assert "precision on cpu" in capsys.readouterr().out
 
 
+def test_stage2_has_its_own_batch_and_learning_rate(tmp_path):
+    path = tmp_path / "report.json"
+    main(["run", "--data", "bundled", "--epochs-stage1", "1", "--epochs-stage2", "1", "--epochs-finetune", "1",
+          "--objective", "autoencoder", "--labels-per-class", "20", "--no-progress", "--device", "cpu",
+          "--batch-size-stage2", "100", "--lr-stage2", "0.004", "--json", str(path)])
+    report = json.loads(path.read_text())
+    assert report["config"]["batch_size_stage2"] == 100 and report["config"]["batch_size"] == 512
+    assert report["stages"]["stage2"]["history"][0]["lr"] == 0.004  # stage 2's rate, not --lr (3e-3)
+    assert report["stages"]["finetune"]["history"][0]["lrs"][-1] != 0.004
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--device", "tpu"], "unknown device 'tpu'; use 'auto', 'cpu'"),
     (["--labels-per-class", "5000"], "class 0 has only 900 images, fewer than the 5000"),

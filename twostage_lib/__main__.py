@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size-stage2", type=positive_int, default=defaults.batch_size_stage2,
                      help="stage 2, the head on cached features (default %(default)s)")
     run.add_argument("--lr-stage2", type=positive_float, default=defaults.lr_stage2,
-                     help="stage 2 (default %(default)s: --lr x 4 for the 4x batch)")
+                     help="stage 2 (default %(default)s: the default --lr x 4, for the 4x batch)")
     run.add_argument("--stage1-lr-scale", type=positive_float, default=defaults.stage1_lr_scale)
     run.add_argument("--no-augment", action="store_true", help="fine-tune without augmentation")
     run.add_argument("--labels-per-class", type=positive_int, default=None,

@@ -434,8 +434,8 @@ WORKERS = {
     "paired/stage1": lambda: worker_paired("stage1"),
     "paired/stage2": lambda: worker_paired("stage2"),
     "paired/finetune": lambda: worker_paired("finetune"),
-    "cache": lambda: worker_cache(STAGE2_BATCH_SIZE),
-    "cache/resnet18": lambda: worker_cache(STAGE2_BATCH_SIZE, rounds=2, network="resnet18", n_images=2048),
+    "cache": lambda: worker_cache(DEFAULT_BATCH["stage2"]),
+    "cache/resnet18": lambda: worker_cache(DEFAULT_BATCH["stage2"], rounds=2, network="resnet18", n_images=2048),
     "to98/seeds": worker_to98_seeds,
     "to98/supervised": worker_to98_supervised,
     "to98/pipeline": worker_to98_pipeline,
@@ -578,7 +578,7 @@ def table(saved) -> str:
     return "\n".join(lines)
 
 
-def plot(results, path, precisions):
+def plot(results, path, precisions, default_batch):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -586,12 +586,15 @@ def plot(results, path, precisions):
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
     stages = ["stage1", "stage2", "finetune"]
-    bars = [(lambda s: "seeds", "seeds' loop, batch 32")] + [
-        (lambda s, p=p: f"library{path_key(SEED_BATCH, p)}", f"library, batch 32, {p}") for p in precisions] + [
-        (lambda s, p=p: f"library{path_key(DEFAULT_BATCH[s], p)}", f"library, default batch, {p}") for p in precisions]
+    # each bar: its label and, per stage, the key of its rate in that stage's paired results
+    bars = [("seeds' loop, batch 32", {s: "seeds" for s in stages})]
+    bars += [(f"library, batch 32, {p}", {s: f"library{path_key(SEED_BATCH, p)}" for s in stages})
+             for p in precisions]
+    bars += [(f"library, default batch, {p}", {s: f"library{path_key(default_batch[s], p)}" for s in stages})
+             for p in precisions]
     width = 0.8 / len(bars)
-    for i, (key, label) in enumerate(bars):
-        left.bar([s + i * width for s in range(3)], [results[f"paired/{s}"][key(s)] for s in stages], width,
+    for i, (label, keys) in enumerate(bars):
+        left.bar([s + i * width for s in range(3)], [results[f"paired/{s}"][keys[s]] for s in stages], width,
                  label=label)
     left.set_xticks([s + 0.4 - width / 2 for s in range(3)], stages)
     left.set_yscale("log")
@@ -638,7 +641,7 @@ def main():
                  "machine": machine_info()}
         (HERE / "results.json").write_text(json.dumps(saved, indent=1))
     text = table(saved)
-    plot(saved["results"], HERE / "speed.png", saved["machine"]["precisions"])
+    plot(saved["results"], HERE / "speed.png", saved["machine"]["precisions"], saved["machine"]["default_batch"])
     update_readme(text)
     print(text)
 

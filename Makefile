@@ -3,7 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-lib test-notebooks notebooks bench lab clean
+# Development and CI: the full MNIST files beside the clone, unless TWOSTAGE_DATA names others
+# (the one place this convention lives; the library, tests and benchmark read TWOSTAGE_DATA).
+ifeq ($(TWOSTAGE_DATA),)
+ifneq ($(wildcard ../shared/data/MNIST/raw),)
+export TWOSTAGE_DATA := $(abspath ../shared/data)
+endif
+endif
+
+.PHONY: run test lint notebooks bench lab clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +22,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 run: $(VENV)/.installed          ## the main job: the whole two-stage pipeline, results table
 	$(PY) -m twostage_lib run
 
-test: $(VENV)/.installed         ## every test: the library's unit tests, then the notebooks under nbval
+test: $(VENV)/.installed lint    ## every test: lint, the library's unit tests, then the notebooks under nbval
 	$(PY) -m pytest tests
 	$(PY) -m pytest --nbval notebooks --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
+
+lint: $(VENV)/.installed         ## ruff: lint and format check (`ruff format .` fixes the format)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 lab: $(VENV)/.installed          ## open the course in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/00_start_here.ipynb

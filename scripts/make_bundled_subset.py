@@ -5,13 +5,13 @@ The subset: the full 10,000-image test set and a stratified 10,000-image trainin
 
     python scripts/make_bundled_subset.py ../shared/data
 """
+
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from twostage_lib.data import BUNDLED, _raw_dir, _read_raw, labels_per_class, TensorData
+from twostage_lib.data import BUNDLED, TensorData, find_raw_dir, labels_per_class, read_raw
 
 
 def main():
@@ -20,15 +20,20 @@ def main():
     parser.add_argument("--per-class", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    folder = _raw_dir(args.root, "mnist")
+    folder = find_raw_dir(args.root, "mnist")
     if folder is None:
         raise SystemExit(f"no MNIST raw files under {args.root}")
-    raw = _read_raw(folder)
+    raw = read_raw(folder)
     train = labels_per_class(TensorData(*raw["train"]), args.per_class, seed=args.seed)
     x_test, y_test = raw["test"]
     BUNDLED.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(BUNDLED, x_train=train.images.numpy(), y_train=train.labels.numpy().astype(np.uint8),
-                        x_test=x_test.numpy(), y_test=y_test.numpy().astype(np.uint8))
+    np.savez_compressed(
+        BUNDLED,
+        x_train=train.images.numpy(),
+        y_train=train.labels.numpy().astype(np.uint8),
+        x_test=x_test.numpy(),
+        y_test=y_test.numpy().astype(np.uint8),
+    )
     counts = torch.bincount(train.labels).tolist()
     print(f"wrote {BUNDLED} ({BUNDLED.stat().st_size / 1e6:.1f} MB): train {len(train)} {counts}, test {len(y_test)}")
 

@@ -1,24 +1,19 @@
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
 import twostage_lib as ts
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 def full_root():
-    """Where the full raw MNIST files are (TWOSTAGE_DATA or ../shared/data), or None."""
-    for root in (os.environ.get("TWOSTAGE_DATA"), SHARED):
-        if root and ts.data._raw_dir(root, "mnist") is not None:
-            return Path(root)
-    return None
+    """The folder holding MNIST/raw/ with the full files ($TWOSTAGE_DATA, which `make test` sets), or None."""
+    folder = ts.data.full_data_dir()
+    return None if folder is None else folder.parents[1]
 
 
-needs_full = pytest.mark.skipif(full_root() is None, reason="full MNIST raw files not found "
-                                "(set TWOSTAGE_DATA to a folder holding MNIST/raw/)")
+needs_full = pytest.mark.skipif(
+    full_root() is None,
+    reason="full MNIST raw files not found (set TWOSTAGE_DATA to a folder holding MNIST/raw/; `make test` does)",
+)
 
 
 @pytest.fixture(scope="session")

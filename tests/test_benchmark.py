@@ -1,26 +1,29 @@
 """The speed benchmark's arithmetic and report (the measurements themselves live in benchmarks/)."""
-import importlib.util
+
 import json
+import sys
 from pathlib import Path
 
 import torch.nn as nn
 
 ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("speed", ROOT / "benchmarks" / "speed.py")
-speed = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(speed)
+sys.path.insert(
+    0, str(ROOT / "benchmarks")
+)  # its modules import each other by name, as `python benchmarks/speed.py` does
+import hardware  # noqa: E402
+import report  # noqa: E402
 
 
 def test_flops_count_forward_and_both_backward_products():
     first, second = nn.Linear(784, 256), nn.Linear(256, 10)
     # the first layer's input (the images) needs no gradient: forward + weight gradient only
-    assert speed.linear_flops([first]) == 2 * 2 * 784 * 256
-    assert speed.linear_flops([first], input_needs_grad=True) == 3 * 2 * 784 * 256
-    assert speed.linear_flops([first, second]) == 2 * 2 * 784 * 256 + 3 * 2 * 256 * 10
+    assert hardware.linear_flops([first]) == 2 * 2 * 784 * 256
+    assert hardware.linear_flops([first], input_needs_grad=True) == 3 * 2 * 784 * 256
+    assert hardware.linear_flops([first, second]) == 2 * 2 * 784 * 256 + 3 * 2 * 256 * 10
 
 
 def test_the_seeds_network_costs_what_the_readme_says():
-    flops = speed.flops_per_sample()
+    flops = hardware.flops_per_sample()
     assert round(flops["stage1"] / 1e6, 3) == 2.400  # autoencoder step: 784-256-128-256-784
     assert round(flops["finetune"] / 1e6, 3) == 1.052
     assert round(flops["stage2"] / 1e6, 3) == 0.037
@@ -28,7 +31,7 @@ def test_the_seeds_network_costs_what_the_readme_says():
 
 def test_the_committed_results_redraw_the_readme_table():
     saved = json.loads((ROOT / "benchmarks" / "results.json").read_text())
-    text = speed.table(saved)
+    text = report.table(saved)
     readme = (ROOT / "README.md").read_text()
     block = readme.split("<!-- bench:start -->\n", 1)[1].split("\n<!-- bench:end -->", 1)[0]
     assert text == block  # README shows exactly what results.json holds: nothing edited by hand

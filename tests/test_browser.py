@@ -5,6 +5,7 @@ cell fails, that the hyperparameter panels render as real controls, and that mov
 pressing Run retrains (the live plot and the printed metric change). Screenshots go to
 ``artifacts/screenshots/``. Skipped, with the reason, only where Chromium cannot be installed.
 """
+
 import os
 import re
 import shutil
@@ -21,8 +22,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "screenshots"
 TOKEN = "twostage-browser-test"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.browser
 
@@ -51,21 +60,42 @@ def lab(tmp_path_factory):
     pytest.importorskip("playwright", reason="playwright is in requirements.txt; reinstall the environment")
     chromium = chromium_path()
     workdir = tmp_path_factory.mktemp("lab")
-    shutil.copytree(ROOT / "notebooks", workdir / "notebooks",
-                    ignore=shutil.ignore_patterns("checkpoints", "runs", ".ipynb_checkpoints"))
+    shutil.copytree(
+        ROOT / "notebooks",
+        workdir / "notebooks",
+        ignore=shutil.ignore_patterns("checkpoints", "runs", ".ipynb_checkpoints"),
+    )
     settings = workdir / "config" / "lab" / "user-settings" / "@jupyterlab"
-    for extension, plugin, value in [("notebook-extension", "tracker", '{"windowingMode": "none"}'),
-                                     ("apputils-extension", "notification", '{"fetchNews": "false"}')]:
+    for extension, plugin, value in [
+        ("notebook-extension", "tracker", '{"windowingMode": "none"}'),
+        ("apputils-extension", "notification", '{"fetchNews": "false"}'),
+    ]:
         (settings / extension).mkdir(parents=True, exist_ok=True)  # every cell rendered, no news prompt
         (settings / extension / f"{plugin}.jupyterlab-settings").write_text(value)
     port = free_port()
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(workdir / "config"), JUPYTER_RUNTIME_DIR=str(workdir / "rt"))
     log = open(workdir / "lab.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         "--ServerApp.port_retries=0", "--allow-root", f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={workdir}",
-         "--LabApp.news_url=", "--LabServerApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            "--allow-root",
+            f"--IdentityProvider.token={TOKEN}",
+            f"--ServerApp.root_dir={workdir}",
+            "--LabApp.news_url=",
+            "--LabServerApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while True:
@@ -130,10 +160,13 @@ def wait_until_executed(notebook, timeout=300):
     raise AssertionError(f"cells still running or not run after {timeout} s: {prompts}")
 
 
-@pytest.mark.parametrize("name, slider, new_value", [
-    ("02_stage1_pretraining", "epochs", "1"),
-    ("04_stage2_classifier", "epochs", "2"),
-])
+@pytest.mark.parametrize(
+    "name, slider, new_value",
+    [
+        ("02_stage1_pretraining", "epochs", "1"),
+        ("04_stage2_classifier", "epochs", "2"),
+    ],
+)
 def test_notebook_runs_and_its_panel_retrains(lab, browser, name, slider, new_value):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -169,8 +202,11 @@ def test_notebook_runs_and_its_panel_retrains(lab, browser, name, slider, new_va
     page.keyboard.press("Enter")
     assert readout.inner_text().strip() == new_value
     panel.locator("button", has_text="Run").click()
-    page.wait_for_function("([el, old]) => el.innerText !== old && el.innerText.startsWith('run 2')",
-                           arg=[status.element_handle(), before_status], timeout=120_000)
+    page.wait_for_function(
+        "([el, old]) => el.innerText !== old && el.innerText.startsWith('run 2')",
+        arg=[status.element_handle(), before_status],
+        timeout=120_000,
+    )
     panel.screenshot(path=str(SHOTS / f"{name}-retrained.png"))
     after_status, after_plot = status.inner_text(), image.get_attribute("src")
     assert after_plot != before_plot, "the live plot was redrawn"
@@ -181,5 +217,5 @@ def test_notebook_runs_and_its_panel_retrains(lab, browser, name, slider, new_va
 def test_widgets_extension_is_enabled():
     out = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True, text=True)
     text = out.stdout + out.stderr
-    line = next((l for l in text.splitlines() if "@jupyter-widgets/jupyterlab-manager" in l), "")
+    line = next((row for row in text.splitlines() if "@jupyter-widgets/jupyterlab-manager" in row), "")
     assert "enabled" in line and "OK" in line, text

@@ -5,8 +5,9 @@ import twostage_lib as ts
 
 
 def test_round_trip_is_bit_for_bit(model, tmp_path):
-    path = ts.save_checkpoint(tmp_path / "stage1.pt", model, config={"objective": "autoencoder"},
-                              metrics={"accuracy": 0.9})
+    path = ts.save_checkpoint(
+        tmp_path / "stage1.pt", model, config={"objective": "autoencoder"}, metrics={"accuracy": 0.9}
+    )
     loaded, ckpt = ts.load_checkpoint(path)
     assert ts.unchanged(loaded, ts.snapshot(model))
     assert ckpt["config"] == {"objective": "autoencoder"} and ckpt["metrics"] == {"accuracy": 0.9}

@@ -7,8 +7,18 @@ import pytest
 from twostage_lib.__main__ import main
 
 
-@pytest.mark.parametrize("argv", [["run", "--epochs-stage1", "-1"], ["run", "--objective", "vae"],
-                                  ["run", "--data", "web"], ["run", "--precision", "fp16"], ["run", "--bogus"], ["fly"], []])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--epochs-stage1", "-1"],
+        ["run", "--objective", "vae"],
+        ["run", "--data", "web"],
+        ["run", "--precision", "fp16"],
+        ["run", "--bogus"],
+        ["fly"],
+        [],
+    ],
+)
 def test_bad_flags_exit_2_with_usage(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -18,9 +28,28 @@ def test_bad_flags_exit_2_with_usage(argv, capsys):
 
 def test_run_prints_a_table_and_writes_the_report(tmp_path, capsys):
     path = tmp_path / "report.json"
-    code = main(["run", "--data", "bundled", "--epochs-stage1", "1", "--epochs-stage2", "1",
-                 "--epochs-finetune", "1", "--objective", "autoencoder", "--labels-per-class", "50",
-                 "--no-progress", "--device", "cpu", "--json", str(path)])
+    code = main(
+        [
+            "run",
+            "--data",
+            "bundled",
+            "--epochs-stage1",
+            "1",
+            "--epochs-stage2",
+            "1",
+            "--epochs-finetune",
+            "1",
+            "--objective",
+            "autoencoder",
+            "--labels-per-class",
+            "50",
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--json",
+            str(path),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "stage1" in out and "finetune" in out and "test accuracy" in out
     report = json.loads(path.read_text())
@@ -38,9 +67,30 @@ def test_module_entry_point():
 
 def test_precision_flag_reaches_the_report(tmp_path, capsys):
     path = tmp_path / "report.json"
-    main(["run", "--data", "bundled", "--epochs-stage1", "1", "--epochs-stage2", "1", "--epochs-finetune", "1",
-          "--objective", "autoencoder", "--labels-per-class", "20", "--no-progress", "--device", "cpu",
-          "--precision", "fp32", "--json", str(path)])
+    main(
+        [
+            "run",
+            "--data",
+            "bundled",
+            "--epochs-stage1",
+            "1",
+            "--epochs-stage2",
+            "1",
+            "--epochs-finetune",
+            "1",
+            "--objective",
+            "autoencoder",
+            "--labels-per-class",
+            "20",
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--json",
+            str(path),
+        ]
+    )
     stages = json.loads(path.read_text())["stages"]
     assert {s["precision"] for s in stages.values()} == {"fp32"}
     assert "precision on cpu" in capsys.readouterr().out
@@ -48,19 +98,45 @@ def test_precision_flag_reaches_the_report(tmp_path, capsys):
 
 def test_stage2_has_its_own_batch_and_learning_rate(tmp_path):
     path = tmp_path / "report.json"
-    main(["run", "--data", "bundled", "--epochs-stage1", "1", "--epochs-stage2", "1", "--epochs-finetune", "1",
-          "--objective", "autoencoder", "--labels-per-class", "20", "--no-progress", "--device", "cpu",
-          "--batch-size-stage2", "100", "--lr-stage2", "0.004", "--json", str(path)])
+    main(
+        [
+            "run",
+            "--data",
+            "bundled",
+            "--epochs-stage1",
+            "1",
+            "--epochs-stage2",
+            "1",
+            "--epochs-finetune",
+            "1",
+            "--objective",
+            "autoencoder",
+            "--labels-per-class",
+            "20",
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--batch-size-stage2",
+            "100",
+            "--lr-stage2",
+            "0.004",
+            "--json",
+            str(path),
+        ]
+    )
     report = json.loads(path.read_text())
     assert report["config"]["batch_size_stage2"] == 100 and report["config"]["batch_size"] == 512
     assert report["stages"]["stage2"]["history"][0]["lr"] == 0.004  # stage 2's rate, not --lr (3e-3)
     assert report["stages"]["finetune"]["history"][0]["lrs"][-1] != 0.004
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--device", "tpu"], "unknown device 'tpu'; use 'auto', 'cpu'"),
-    (["--labels-per-class", "5000"], "class 0 has only 900 images, fewer than the 5000"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--device", "tpu"], "unknown device 'tpu'; use 'auto', 'cpu'"),
+        (["--labels-per-class", "5000"], "class 0 has only 900 images, fewer than the 5000"),
+    ],
+)
 def test_bad_input_is_one_line_on_stderr_not_a_traceback(capsys, flags, message):
     assert main(["run", "--data", "bundled", "--no-progress", *flags]) == 2
     err = capsys.readouterr().err

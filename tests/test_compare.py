@@ -2,12 +2,12 @@ import json
 
 import pytest
 import torch
+from conftest import full_root, needs_full
 
 from twostage_lib import has_fast_bf16
 from twostage_lib.__main__ import main
 from twostage_lib.compare import epochs_for, format_study, run_study
 from twostage_lib.data import Splits
-from conftest import full_root, needs_full
 
 
 def test_epochs_give_enough_steps():
@@ -19,8 +19,13 @@ def test_small_study_has_every_method_and_budget(bundled):
     train = bundled.train.subset(torch.arange(0, 10000, 2))  # 5,000 images: fast
     splits = Splits(train, bundled.test.subset(torch.arange(2000)), "mnist", "bundled", "test")
     study = run_study(splits, budgets=(5, None), seeds=(0, 1), objectives=("autoencoder",), log=lambda *a: None)
-    assert set(study["methods"]) == {"supervised", "supervised+augment", "autoencoder+probe", "autoencoder+head",
-                                     "autoencoder+finetune"}
+    assert set(study["methods"]) == {
+        "supervised",
+        "supervised+augment",
+        "autoencoder+probe",
+        "autoencoder+head",
+        "autoencoder+finetune",
+    }
     assert study["config"]["stage1_epochs"] == {"autoencoder": 3}
     used = study["config"]["precisions_used"]  # from the histories, per label budget
     assert set(used) == {"supervised", "stage1", "head", "finetune"} and used["stage1"] in ("fp32", "bf16")
@@ -50,8 +55,25 @@ def test_compare_cli_writes_json(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(C, "HEAD_STEPS", 20)
     monkeypatch.setattr(C, "MIN_EPOCHS", 1)
     path = tmp_path / "study.json"
-    assert main(["compare", "--data", "bundled", "--labels-per-class", "10", "--seeds", "0",
-                 "--objectives", "denoising", "--no-progress", "--json", str(path)]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--data",
+                "bundled",
+                "--labels-per-class",
+                "10",
+                "--seeds",
+                "0",
+                "--objectives",
+                "denoising",
+                "--no-progress",
+                "--json",
+                str(path),
+            ]
+        )
+        == 0
+    )
     study = json.loads(path.read_text())
     assert study["budgets"] == ["10"] and "denoising+finetune" in study["methods"]
     assert "total" in capsys.readouterr().out
@@ -75,8 +97,9 @@ def test_strong_views_make_contrastive_features_label_efficient():
     for name, views in (("strong", ts.strong_augment), ("gentle", ts.augment)):
         ts.seed_everything(0)
         net = ts.TwoStageNetwork()
-        ts.train_stage1(net, train, objective=ts.Contrastive(net, augment=views), epochs=5, lr=3e-3,
-                        device="cpu", progress=False)
+        ts.train_stage1(
+            net, train, objective=ts.Contrastive(net, augment=views), epochs=5, lr=3e-3, device="cpu", progress=False
+        )
         probe = copy.deepcopy(net)
         probe.stage2 = nn.Linear(net.feature_dim, 10)
         ts.train_stage2(probe, labelled, epochs=300, lr=3e-3, batch_size=100, device="cpu", progress=False)

@@ -4,10 +4,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import full_root, needs_full
 
 import twostage_lib as ts
 from twostage_lib import data as D
-from conftest import full_root, needs_full
 
 
 def write_idx(path, array):
@@ -99,11 +99,14 @@ def test_auto_online_downloads_through_torchvision(tmp_path, monkeypatch):
     assert splits.source == "download" and len(splits.train) == 60
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(source="web"), "unknown source 'web'"),
-    (dict(dataset="cifar"), "unknown dataset 'cifar'"),
-    (dict(source="bundled", dataset="kmnist"), "only MNIST is bundled"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(source="web"), "unknown source 'web'"),
+        (dict(dataset="cifar"), "unknown dataset 'cifar'"),
+        (dict(source="bundled", dataset="kmnist"), "only MNIST is bundled"),
+    ],
+)
 def test_bad_options_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ts.load_mnist(verbose=False, **kwargs)
@@ -208,8 +211,9 @@ def test_elastic_distortion_is_smooth_and_small():
     # a field of exactly one pixel spacing: a 1-pixel-wide grid line moves by about a pixel, not more
     lines = torch.zeros(200, 1, 28, 28)
     lines[:, :, :, 14] = 1.0
-    bent = ts.augment(lines, rotation=0, shift=0, scale=(1, 1), elastic=0.08,
-                      generator=torch.Generator().manual_seed(4))
+    bent = ts.augment(
+        lines, rotation=0, shift=0, scale=(1, 1), elastic=0.08, generator=torch.Generator().manual_seed(4)
+    )
     assert not torch.allclose(bent, lines, atol=1e-3)
     cols = torch.arange(28.0)
     mass = bent[:, 0].sum(2)

@@ -1,8 +1,9 @@
 """requirements.txt, environment.yml, binder/environment.yml and pyproject.toml cannot drift apart."""
+
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name

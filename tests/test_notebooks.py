@@ -1,4 +1,5 @@
 """The notebooks as committed: executed top to bottom, clean, and shaped like the rest of the series."""
+
 import json
 import re
 from pathlib import Path
@@ -9,8 +10,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 TRAINING = [p for p in NOTEBOOKS if p.name[:2] in {"02", "03", "04", "05", "06", "07", "08"}]
-SERIES = ["00_start_here", "01_network", "02_stage1_pretraining", "03_freezing", "04_stage2_classifier",
-          "05_finetune", "06_transfer", "07_imbalance", "08_evaluation", "09_when_does_it_help"]
+SERIES = [
+    "00_start_here",
+    "01_network",
+    "02_stage1_pretraining",
+    "03_freezing",
+    "04_stage2_classifier",
+    "05_finetune",
+    "06_transfer",
+    "07_imbalance",
+    "08_evaluation",
+    "09_when_does_it_help",
+]
 
 
 def load(path):
@@ -24,7 +35,7 @@ def code_cells(nb):
 
 
 def test_the_series_is_complete():
-    assert [p.stem for p in NOTEBOOKS][:len(SERIES)] == SERIES
+    assert [p.stem for p in NOTEBOOKS][: len(SERIES)] == SERIES
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -77,6 +88,7 @@ def test_varying_outputs_are_marked(path):
 
 def _set_repository_module(root):
     import importlib.util
+
     spec = importlib.util.spec_from_file_location("set_repository", ROOT / "tools" / "set_repository.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -97,11 +109,12 @@ def test_every_badge_opens_the_recorded_repository():
         assert badges, f"{path.name} has no Binder badge"
         for url in badges:
             assert url.startswith(prefix), f"{path.name}: {url} is not {prefix}...; run tools/set_repository.py"
-            assert (ROOT / url[len(prefix):]).is_file(), f"{path.name}: {url} opens a file that does not exist"
+            assert (ROOT / url[len(prefix) :]).is_file(), f"{path.name}: {url} opens a file that does not exist"
 
 
 def test_set_repository_moves_every_badge(tmp_path):
     import shutil
+
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     shutil.copy(ROOT / "README.md", tmp_path)
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns("results", "runs"))

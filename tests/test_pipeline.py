@@ -1,9 +1,9 @@
 """End to end: the CLI's default recipe, on the bundled subset and (when present) full MNIST."""
-import pytest
+
+from conftest import full_root, needs_full
 
 from twostage_lib.data import load_mnist
 from twostage_lib.pipeline import PipelineConfig, run_pipeline
-from conftest import full_root, needs_full
 
 
 def test_default_pipeline_on_the_bundled_subset(bundled):

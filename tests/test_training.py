@@ -7,13 +7,14 @@ import torch
 import torch.nn as nn
 
 import twostage_lib as ts
-from twostage_lib.training import make_optimizer
+from twostage_lib.loop import make_optimizer
 
 FAST = dict(device="cpu", progress=False, batch_size=256)
 CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))
 
 
 # ------------------------------------------------------------ stage 1
+
 
 def test_seeds_stage1_loss_is_identically_zero_with_zero_gradient(model):
     x = torch.randn(64, 784)
@@ -68,6 +69,7 @@ def test_unknown_objective_is_named(model, small):
 
 
 # ------------------------------------------------------------ freezing and stage 2
+
 
 def test_a_snapshot_is_a_cpu_copy_that_sees_a_one_bit_change(model):
     before = ts.snapshot(model)
@@ -173,8 +175,17 @@ def test_train_stage2_on_the_transfer_network(small, cache):
     x, _ = small[0].on("cpu")
     assert torch.equal(ts.stage1_features(net, x[:40], batch_size=16), net.features(x[:40]))
     before1, before2 = ts.snapshot(net.stage1), ts.snapshot(net.stage2)
-    h = ts.train_stage2(net, small[0].subset(torch.arange(256)), epochs=3, lr=3e-3, batch_size=64,
-                        cache_features=cache, device="cpu", progress=False, val=small[1].subset(torch.arange(64)))
+    h = ts.train_stage2(
+        net,
+        small[0].subset(torch.arange(256)),
+        epochs=3,
+        lr=3e-3,
+        batch_size=64,
+        cache_features=cache,
+        device="cpu",
+        progress=False,
+        val=small[1].subset(torch.arange(64)),
+    )
     assert ts.unchanged(net.stage1, before1) and not ts.unchanged(net.stage2, before2)
     assert h["train_loss"][-1] < h["train_loss"][0]
 
@@ -186,13 +197,22 @@ def test_train_stage1_on_the_transfer_network(small, objective):
     torch.manual_seed(0)
     net = ts.TransferTwoStageNetwork(num_classes=10, weights=None, image_size=32)
     before1, before2 = ts.snapshot(net.stage1), ts.snapshot(net.stage2)
-    h = ts.train_stage1(net, small[0].subset(torch.arange(128)), objective=objective, epochs=4, lr=1e-3,
-                        batch_size=64, device="cpu", progress=False)
+    h = ts.train_stage1(
+        net,
+        small[0].subset(torch.arange(128)),
+        objective=objective,
+        epochs=4,
+        lr=1e-3,
+        batch_size=64,
+        device="cpu",
+        progress=False,
+    )
     assert not ts.unchanged(net.stage1, before1) and ts.unchanged(net.stage2, before2)
     assert h["train_loss"][-1] < h["train_loss"][0]
 
 
 # ------------------------------------------------------------ fine-tuning
+
 
 def test_finetune_uses_a_lower_learning_rate_for_stage1(model, small):
     ts.freeze_stage1(model)
@@ -212,6 +232,7 @@ def test_finetune_improves_on_stage2_and_beats_a_floor(model, small):
 
 
 # ------------------------------------------------------------ the shared loop
+
 
 def test_step_and_cosine_schedules(model, small):
     h = ts.finetune(model, small[0], epochs=4, lr=1e-3, scheduler="step", **FAST)
@@ -254,6 +275,7 @@ def nan_after(calls):
         count["n"] += 1
         loss = nn.functional.cross_entropy(out, y)
         return loss * float("nan") if count["n"] > calls else loss
+
     return criterion
 
 
@@ -277,7 +299,7 @@ def test_huge_learning_rate_diverges_with_advice(model, small):
 def test_ctrl_c_leaves_model_and_history_usable(model, small):
     steps = math.ceil(len(small[0]) / 256)
 
-    def criterion(out, y, count={"n": 0}):
+    def criterion(out, y, count={"n": 0}):  # noqa: B006 - the shared dict is the counter
         count["n"] += 1
         if count["n"] == 2 * steps + 2:
             raise KeyboardInterrupt
@@ -335,6 +357,7 @@ def test_fused_adam_with_parameter_groups():
 
 # ------------------------------------------------------------ precision
 
+
 def test_unknown_precision_is_refused_with_the_choices(model, small):
     with pytest.raises(ValueError, match=r"unknown precision 'fp16'.*'auto'.*'fp32'.*'bf16'"):
         ts.train_stage2(model, small[0], epochs=1, precision="fp16", **FAST)
@@ -342,21 +365,21 @@ def test_unknown_precision_is_refused_with_the_choices(model, small):
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_auto_precision_uses_bf16_only_where_the_hardware_is_fast(model, small, monkeypatch, fast):
-    import twostage_lib.training as training
+    import twostage_lib.runtime as runtime
 
-    monkeypatch.setattr(training, "has_fast_bf16", lambda device: fast)
+    monkeypatch.setattr(runtime, "has_fast_bf16", lambda device: fast)
     h = ts.finetune(model, small[0], epochs=1, **FAST)  # precision="auto" is the default
     assert h.precision == ("bf16" if fast else "fp32")
 
 
 def test_auto_precision_needs_enough_work_per_step(model, small, monkeypatch):
     """bfloat16 pays only when a step is mostly matrix products: trained weights x batch >= BF16_MIN_WORK."""
-    import twostage_lib.training as training
+    import twostage_lib.runtime as runtime
 
-    monkeypatch.setattr(training, "has_fast_bf16", lambda device: True)
+    monkeypatch.setattr(runtime, "has_fast_bf16", lambda device: True)
     cpu = torch.device("cpu")
-    assert training.resolve_precision("auto", cpu, training.BF16_MIN_WORK - 1) == "fp32"
-    assert training.resolve_precision("auto", cpu, training.BF16_MIN_WORK) == "bf16"
+    assert runtime.resolve_precision("auto", cpu, runtime.BF16_MIN_WORK - 1) == "fp32"
+    assert runtime.resolve_precision("auto", cpu, runtime.BF16_MIN_WORK) == "bf16"
     data, quick = small[0], dict(device="cpu", progress=False)
     assert ts.train_stage2(model, data, epochs=1, **FAST).precision == "fp32"  # 8,906 weights x 256
     assert ts.finetune(model, data, epochs=1, batch_size=32, **quick).precision == "fp32"  # 242,762 x 32
@@ -409,9 +432,9 @@ def test_augmentation_runs_in_float32_inside_autocast():
 
 
 def test_explicit_bf16_without_fast_hardware_warns(model, small, monkeypatch):
-    import twostage_lib.training as training
+    import twostage_lib.runtime as runtime
 
-    monkeypatch.setattr(training, "has_fast_bf16", lambda device: False)
+    monkeypatch.setattr(runtime, "has_fast_bf16", lambda device: False)
     with pytest.warns(UserWarning, match="no fast bfloat16.*precision='fp32'"):
         ts.train_stage2(model, small[0], epochs=1, precision="bf16", **FAST)
 
@@ -423,6 +446,7 @@ def test_fast_bf16_is_only_claimed_for_cpus_and_gpus_that_have_it():
 
 
 # ------------------------------------------------------------ CUDA
+
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("stage", ["contrastive", "stage2", "finetune"])
@@ -464,14 +488,22 @@ def test_a_class_weighted_loss_built_on_the_cpu_works_on_each_device(model, smal
     """As notebook 07 builds it: class weights on the CPU, a model that training puts on the GPU."""
     weights = torch.linspace(0.5, 2.0, 10)
     extra = dict(sample_weights=weights[small[0].labels]) if train is ts.finetune else {}
-    h = train(model, small[0], epochs=3, lr=1e-2, criterion=nn.CrossEntropyLoss(weight=weights),
-              **dict(FAST, device=device), **extra)
+    h = train(
+        model,
+        small[0],
+        epochs=3,
+        lr=1e-2,
+        criterion=nn.CrossEntropyLoss(weight=weights),
+        **dict(FAST, device=device),
+        **extra,
+    )
     assert h["train_loss"][-1] < h["train_loss"][0]
     result = ts.evaluate_model(model, small[1], criterion=nn.CrossEntropyLoss(weight=weights))
     assert result.accuracy > 0.5 and math.isfinite(result.loss)
 
 
 # ------------------------------------------------------------ labels that do not fit
+
 
 @pytest.mark.parametrize("train", [ts.train_stage2, ts.finetune])
 def test_labels_beyond_the_classifier_are_named_with_the_fix(small, train):
@@ -509,8 +541,7 @@ def test_empty_data_and_one_image_contrastive_batches_are_named(model, small):
     with pytest.raises(ValueError, match="nothing to evaluate"):
         ts.evaluate_model(model, empty)
     with pytest.raises(ValueError, match=r"contrastive.*at least 2 a batch \(got 1\)"):
-        ts.train_stage1(model, small[0], objective="contrastive", epochs=1, device="cpu", progress=False,
-                        batch_size=1)
+        ts.train_stage1(model, small[0], objective="contrastive", epochs=1, device="cpu", progress=False, batch_size=1)
 
 
 def test_a_finite_but_exploding_loss_warns_with_the_fix(model, small):

@@ -5,6 +5,7 @@
 
 Metadata is cleaned so diffs show only sources and outputs: no widget state, no timings.
 """
+
 import sys
 import time
 from pathlib import Path
@@ -27,8 +28,9 @@ def clean(nb):
 def execute(path: Path) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}},
-                   record_timing=False).execute()
+    NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}, record_timing=False
+    ).execute()
     seconds = time.perf_counter() - start
     nbformat.write(clean(nb), path)
     return seconds

@@ -5,12 +5,14 @@
 The repository is recorded once, in pyproject.toml's [project.urls]; tests/test_notebooks.py
 checks that every badge agrees with it and opens its own file. Run this when the course moves.
 """
+
 from __future__ import annotations
 
 import argparse
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 BADGE = re.compile(r"https://mybinder\.org/v2/gh/[^/\s)]+/[^/\s)]+/[^?\s)]+\?urlpath=lab/tree/")

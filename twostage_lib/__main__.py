@@ -1,4 +1,5 @@
 """Command line: ``python -m twostage_lib run`` (the pipeline) and ``compare`` (the label study)."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,10 +10,11 @@ from dataclasses import fields
 from pathlib import Path
 
 from .data import DATASETS, SOURCES
+from .loop import TrainingDiverged
+from .models import WeightsUnavailableError
 from .objectives import OBJECTIVES
 from .pipeline import PipelineConfig, format_table, run_pipeline
-from .models import WeightsUnavailableError
-from .training import PRECISIONS, TrainingDiverged
+from .runtime import PRECISIONS
 
 
 def positive_int(text):
@@ -37,49 +39,60 @@ def positive_float(text):
 
 
 def add_data_flags(p):
-    p.add_argument("--data", choices=SOURCES, default="auto",
-                   help="auto: --data-dir or $TWOSTAGE_DATA, else download, else the bundled subset")
+    p.add_argument(
+        "--data",
+        choices=SOURCES,
+        default="auto",
+        help="auto: --data-dir or $TWOSTAGE_DATA, else download, else the bundled subset",
+    )
     p.add_argument("--data-dir", help="folder in torchvision's layout (holding MNIST/raw/)")
     p.add_argument("--dataset", choices=list(DATASETS), default="mnist")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bfloat16 autocast where the hardware is fast at it and a step is big enough "
-                        "(default); fp32: float32 only; bf16: always")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto: bfloat16 autocast where the hardware is fast at it and a step is big enough "
+        "(default); fp32: float32 only; bf16: always",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults = PipelineConfig()
-    parser = argparse.ArgumentParser(prog="python -m twostage_lib",
-                                     description="Two-stage training on MNIST.")
+    parser = argparse.ArgumentParser(prog="python -m twostage_lib", description="Two-stage training on MNIST.")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="train stage 1, stage 2 and fine-tune; print a results table")
+    add_run_flags(sub.add_parser("run", help="train stage 1, stage 2 and fine-tune; print a results table"))
+    cmp = sub.add_parser("compare", help="label-efficiency study: two-stage vs supervised per labels budget")
+    add_data_flags(cmp)
+    cmp.add_argument("--labels-per-class", nargs="+", type=budget, default=["1", "10", "100", "1000", "all"],
+                     help="budgets: numbers of labels per class, or 'all'")  # fmt: skip
+    cmp.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    cmp.add_argument("--objectives", nargs="+", choices=list(OBJECTIVES), default=list(OBJECTIVES))
+    return parser
+
+
+def add_run_flags(run):
+    """``run``'s flags: one per PipelineConfig field, its default shown."""
+    defaults = PipelineConfig()
     add_data_flags(run)
     run.add_argument("--objective", choices=list(OBJECTIVES), default=defaults.objective)
     run.add_argument("--epochs-stage1", type=non_negative_int, default=defaults.epochs_stage1)
     run.add_argument("--epochs-stage2", type=non_negative_int, default=defaults.epochs_stage2)
     run.add_argument("--epochs-finetune", type=non_negative_int, default=defaults.epochs_finetune)
     run.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
-                     help="stage 1 and fine-tuning (default %(default)s)")
-    run.add_argument("--lr", type=positive_float, default=defaults.lr, help="stage 1 and fine-tuning (default %(default)s)")
+                     help="stage 1 and fine-tuning (default %(default)s)")  # fmt: skip
+    run.add_argument("--lr", type=positive_float, default=defaults.lr,
+                     help="stage 1 and fine-tuning (default %(default)s)")  # fmt: skip
     run.add_argument("--batch-size-stage2", type=positive_int, default=defaults.batch_size_stage2,
-                     help="stage 2, the head on cached features (default %(default)s)")
+                     help="stage 2, the head on cached features (default %(default)s)")  # fmt: skip
     run.add_argument("--lr-stage2", type=positive_float, default=defaults.lr_stage2,
-                     help="stage 2 (default %(default)s: the default --lr x 4, for the 4x batch)")
+                     help="stage 2 (default %(default)s: the default --lr x 4, for the 4x batch)")  # fmt: skip
     run.add_argument("--stage1-lr-scale", type=positive_float, default=defaults.stage1_lr_scale)
     run.add_argument("--no-augment", action="store_true", help="fine-tune without augmentation")
     run.add_argument("--labels-per-class", type=positive_int, default=None,
-                     help="use only this many labels per class in stages 2 and 3 (default: all)")
+                     help="use only this many labels per class in stages 2 and 3 (default: all)")  # fmt: skip
     run.add_argument("--seed", type=int, default=defaults.seed)
-
-    cmp = sub.add_parser("compare", help="label-efficiency study: two-stage vs supervised per labels budget")
-    add_data_flags(cmp)
-    cmp.add_argument("--labels-per-class", nargs="+", type=budget, default=["1", "10", "100", "1000", "all"],
-                     help="budgets: numbers of labels per class, or 'all'")
-    cmp.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    cmp.add_argument("--objectives", nargs="+", choices=list(OBJECTIVES), default=list(OBJECTIVES))
-    return parser
 
 
 def budget(text):
@@ -92,14 +105,20 @@ def budget(text):
 def cmd_compare(args) -> int:
     from .compare import format_study, run_study
     from .data import load_mnist
-    from .training import select_device
+    from .runtime import select_device
 
     splits = load_mnist(args.data_dir, source=args.data, dataset=args.dataset)
     budgets = [None if b == "all" else int(b) for b in args.labels_per_class]
     start = time.perf_counter()
-    study = run_study(splits, budgets=budgets, seeds=args.seeds, objectives=args.objectives,
-                      device=select_device(args.device), precision=args.precision,
-                      log=print if not args.no_progress else (lambda *a: None))
+    study = run_study(
+        splits,
+        budgets=budgets,
+        seeds=args.seeds,
+        objectives=args.objectives,
+        device=select_device(args.device),
+        precision=args.precision,
+        log=print if not args.no_progress else (lambda *a: None),
+    )
     study["total_seconds"] = time.perf_counter() - start
     print(format_study(study))
     print(f"total {study['total_seconds']:.0f} s")

@@ -4,6 +4,7 @@
 distortion and cutout for contrastive stage 1, which needs views that differ a lot yet show the
 same digit. No horizontal flips anywhere: a flipped 2, 3, 4, 5, 7 or 9 is not that digit any more.
 """
+
 from __future__ import annotations
 
 import functools
@@ -45,16 +46,19 @@ def _upsampler(points, height, width, device, dtype):
 
 def full_precision(fn):
     """Run ``fn`` outside any autocast region: resampling pixels in bfloat16 would blur them."""
+
     @functools.wraps(fn)
     def wrapper(x, *args, **kwargs):
         with torch.autocast(x.device.type, enabled=False):
             return fn(x, *args, **kwargs)
+
     return wrapper
 
 
 @full_precision
-def augment(x, image_shape=(1, 28, 28), rotation=10.0, shift=0.1, scale=(0.9, 1.1), elastic=0.0,
-            grid_points=4, generator=None):
+def augment(
+    x, image_shape=(1, 28, 28), rotation=10.0, shift=0.1, scale=(0.9, 1.1), elastic=0.0, grid_points=4, generator=None
+):
     """Random affine transforms, optionally with elastic distortion, in one resampling.
 
     Rotations in degrees, shifts as a fraction of the image, zoom range. ``elastic`` is the spread
@@ -75,8 +79,7 @@ def augment(x, image_shape=(1, 28, 28), rotation=10.0, shift=0.1, scale=(0.9, 1.
     # where each output pixel samples from: F.affine_grid's grid, written out (its batched matmul
     # with an inner size of 3 is several times slower on a CPU)
     cols, rows = _pixel_centres(*imgs.shape[-2:], x.device, x.dtype)
-    grid = torch.stack([cos * cols - sin * rows + tx.view(n, 1, 1),
-                        sin * cols + cos * rows + ty.view(n, 1, 1)], dim=-1)
+    grid = torch.stack([cos * cols - sin * rows + tx.view(n, 1, 1), sin * cols + cos * rows + ty.view(n, 1, 1)], dim=-1)
     if elastic > 0:
         coarse = _rand((n * 2, grid_points * grid_points), x, generator, normal=True) * elastic
         field = coarse @ _upsampler(grid_points, *imgs.shape[-2:], x.device, x.dtype)  # (2n, H*W)
@@ -103,7 +106,16 @@ def erase(x, image_shape=(1, 28, 28), size=0.4, generator=None):
     return out.reshape(x.shape)
 
 
-def strong_augment(x, image_shape=(1, 28, 28), erase_size=0.33, generator=None, **affine):
+def strong_augment(
+    x,
+    image_shape=(1, 28, 28),
+    erase_size=0.33,
+    generator=None,
+    rotation=STRONG["rotation"],
+    shift=STRONG["shift"],
+    scale=STRONG["scale"],
+    elastic=STRONG["elastic"],
+):
     """Contrastive views: bigger affine moves and elastic distortion (``STRONG``), then cutout."""
-    moved = augment(x, image_shape, **{**STRONG, **affine}, generator=generator)
+    moved = augment(x, image_shape, rotation, shift, scale, elastic, generator=generator)
     return erase(moved, image_shape, erase_size, generator) if erase_size > 0 else moved

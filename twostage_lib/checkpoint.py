@@ -1,4 +1,5 @@
 """Checkpoints: model state, config, metrics and library versions, written atomically."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,12 @@ from .models import TwoStageNetwork
 def versions() -> dict:
     import torchvision
 
-    return {"twostage_lib": __version__, "torch": str(torch.__version__),
-            "torchvision": str(torchvision.__version__), "python": platform.python_version()}
+    return {
+        "twostage_lib": __version__,
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "python": platform.python_version(),
+    }
 
 
 def save_checkpoint(path, model, config=None, metrics=None) -> Path:
@@ -53,8 +58,9 @@ def load_checkpoint(path, model=None, map_location="cpu"):
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises several types for a damaged file
-        raise ValueError(f"checkpoint {path} is corrupted or not a checkpoint ({exc}); delete it and "
-                         "train again") from exc
+        raise ValueError(
+            f"checkpoint {path} is corrupted or not a checkpoint ({exc}); delete it and train again"
+        ) from exc
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"{path} is not a twostage_lib checkpoint (no state_dict); save with save_checkpoint")
     if model is None:
@@ -73,9 +79,13 @@ def check_compatible(model, state, path="checkpoint") -> None:
     shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
     if shapes:
         k = shapes[0]
-        raise ValueError(f"{path} does not fit this model: layer {k!r} has shape "
-                         f"{tuple(state[k].shape)} in the checkpoint but {tuple(own[k].shape)} in the "
-                         "model; build the model with the checkpoint's sizes (its 'model_config')")
+        raise ValueError(
+            f"{path} does not fit this model: layer {k!r} has shape "
+            f"{tuple(state[k].shape)} in the checkpoint but {tuple(own[k].shape)} in the "
+            "model; build the model with the checkpoint's sizes (its 'model_config')"
+        )
     if missing or extra:
-        raise ValueError(f"{path} does not fit this model: missing layers {missing[:3]}, unexpected "
-                         f"layers {extra[:3]}; build the model the checkpoint was saved from")
+        raise ValueError(
+            f"{path} does not fit this model: missing layers {missing[:3]}, unexpected "
+            f"layers {extra[:3]}; build the model the checkpoint was saved from"
+        )

@@ -6,6 +6,7 @@ stage-1 objective a linear probe, the 128-64-10 head, and the head then fine-tun
 Stage 1 is trained once per objective and seed on every training image, without labels, and
 reused across budgets.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,11 +16,11 @@ import time
 
 import torch.nn as nn
 
-from .data import labels_per_class, validation_split
+from .data import holdout_size, labels_per_class, validation_split
 from .evaluation import evaluate_model
 from .models import TwoStageNetwork
-from .training import (DEFAULT_BATCH_SIZE, finetune, seed_everything, train_stage1, train_stage2,
-                       train_supervised)
+from .runtime import seed_everything
+from .training import DEFAULT_BATCH_SIZE, finetune, train_stage1, train_stage2, train_supervised
 
 BUDGETS = (1, 10, 100, 1000, None)  # None: every label
 HEAD_STEPS, TUNE_STEPS, MIN_EPOCHS = 300, 600, 10
@@ -38,75 +39,108 @@ def epochs_for(n_samples, steps, batch_size):
     return max(MIN_EPOCHS, math.ceil(steps / per_epoch))
 
 
-def run_study(splits, budgets=BUDGETS, seeds=(0, 1, 2), objectives=("autoencoder", "denoising", "contrastive"),
-              epochs_stage1=None, lr=3e-3, device="cpu", precision="auto", log=print) -> dict:
+def run_study(
+    splits,
+    budgets=BUDGETS,
+    seeds=(0, 1, 2),
+    objectives=("autoencoder", "denoising", "contrastive"),
+    epochs_stage1=None,
+    lr=3e-3,
+    device="cpu",
+    precision="auto",
+    log=print,
+) -> dict:
     """Returns {"methods": {method: {budget: {"mean", "std", "runs", "seconds"}}}, "budgets", ...}."""
     epochs_stage1 = {**STAGE1_EPOCHS, **(epochs_stage1 or {})}
-    runs = {}  # (method, budget) -> list of (accuracy, seconds)
-    used = {}  # what each kind of training ran in, per label budget, from the histories
-    common = dict(device=device, progress=False, precision=precision)
-
-    def record(method, n, model, seconds):
-        accuracy = evaluate_model(model, splits.test).accuracy
-        runs.setdefault((method, budget_name(n)), []).append((accuracy, seconds))
-        log(f"  {method:<24} labels/class {budget_name(n):>4}: {accuracy:.2%} ({seconds:.1f} s)")
-
+    study = Study(splits.test, lr, dict(device=device, progress=False, precision=precision), log)
     for seed in seeds:
-        n_val = 5000 if len(splits.train) > 20000 else 0.1  # held out, as in `run`, so budgets match
-        train, _ = validation_split(splits.train, n_val, seed=seed)
+        train, _ = validation_split(splits.train, holdout_size(len(splits.train)), seed=seed)  # as `run` does
         labelled = {n: train if n is None else labels_per_class(train, n, seed=seed) for n in budgets}
         log(f"seed {seed}")
         for n, data in labelled.items():
-            bs = min(DEFAULT_BATCH_SIZE, len(data))
-            for method, augment in (("supervised", False), ("supervised+augment", True)):
-                start = time.perf_counter()
-                seed_everything(seed)
-                net = TwoStageNetwork(in_features=train.num_features)
-                h = train_supervised(net, data, epochs=epochs_for(len(data), TUNE_STEPS, bs), lr=lr, batch_size=bs,
-                                     scheduler="cosine", augment=augment, seed=seed, **common)
-                used.setdefault("supervised", {})[budget_name(n)] = h.precision
-                record(method, n, net, time.perf_counter() - start)
+            study.supervised(n, data, train.num_features, seed)
         for objective in objectives:
+            pretrained, seconds = study.stage1(train, objective, epochs_stage1.get(objective, 3), seed)
+            for n, data in labelled.items():
+                study.two_stage(pretrained, objective, n, data, seconds, seed)
+    config = {"stage1_epochs": {o: epochs_stage1.get(o, 3) for o in objectives}, "head_steps": HEAD_STEPS,
+              "tune_steps": TUNE_STEPS, "min_epochs": MIN_EPOCHS, "lr": lr, "stage1_lr_scale": STAGE1_LR_SCALE,
+              "precision": precision, "precisions_used": study.used}  # fmt: skip
+    return {"methods": study.summary(), "budgets": [budget_name(n) for n in budgets], "seeds": list(seeds),
+            "objectives": list(objectives), "data_source": splits.source, "n_test": len(splits.test),
+            "config": config}  # fmt: skip
+
+
+class Study:
+    """The study's runs: each trains one method at one label budget and records its test accuracy."""
+
+    def __init__(self, test, lr, common, log):
+        self.test, self.lr, self.common, self.log = test, lr, common, log
+        self.runs = {}  # (method, budget) -> list of (accuracy, seconds)
+        self.used = {}  # what each kind of training ran in, per label budget, from the histories
+
+    def record(self, method, n, model, seconds):
+        accuracy = evaluate_model(model, self.test).accuracy
+        self.runs.setdefault((method, budget_name(n)), []).append((accuracy, seconds))
+        self.log(f"  {method:<24} labels/class {budget_name(n):>4}: {accuracy:.2%} ({seconds:.1f} s)")
+
+    def supervised(self, n, data, num_features, seed):
+        """Supervised from scratch, plain and with the fine-tuning augmentation."""
+        bs = min(DEFAULT_BATCH_SIZE, len(data))
+        for method, augment in (("supervised", False), ("supervised+augment", True)):
             start = time.perf_counter()
             seed_everything(seed)
-            pretrained = TwoStageNetwork(in_features=train.num_features)
-            h = train_stage1(pretrained, train, objective=objective, epochs=epochs_stage1.get(objective, 3), lr=lr,
-                             scheduler="cosine", seed=seed, **common)
-            used["stage1"] = h.precision
-            stage1_seconds = time.perf_counter() - start
-            for n, data in labelled.items():
-                bs = min(DEFAULT_BATCH_SIZE, len(data))
-                head_epochs = epochs_for(len(data), HEAD_STEPS, bs)
-                start = time.perf_counter()
-                probe = copy.deepcopy(pretrained)
-                probe.stage2 = nn.Linear(probe.feature_dim, probe.config["num_classes"])
-                train_stage2(probe, data, epochs=head_epochs, lr=lr, batch_size=bs, seed=seed, **common)
-                record(f"{objective}+probe", n, probe, stage1_seconds + time.perf_counter() - start)
-                start = time.perf_counter()
-                model = copy.deepcopy(pretrained)
-                h = train_stage2(model, data, epochs=head_epochs, lr=lr, batch_size=bs, seed=seed, **common)
-                used.setdefault("head", {})[budget_name(n)] = h.precision
-                head_seconds = time.perf_counter() - start
-                record(f"{objective}+head", n, model, stage1_seconds + head_seconds)
-                start = time.perf_counter()
-                h = finetune(model, data, epochs=epochs_for(len(data), TUNE_STEPS, bs), lr=lr, batch_size=bs,
-                             stage1_lr_scale=STAGE1_LR_SCALE, scheduler="cosine", augment=True, seed=seed, **common)
-                used.setdefault("finetune", {})[budget_name(n)] = h.precision
-                record(f"{objective}+finetune", n, model,
-                       stage1_seconds + head_seconds + time.perf_counter() - start)
+            net = TwoStageNetwork(in_features=num_features)
+            epochs = epochs_for(len(data), TUNE_STEPS, bs)
+            h = train_supervised(net, data, epochs=epochs, lr=self.lr, batch_size=bs, scheduler="cosine",
+                                 augment=augment, seed=seed, **self.common)  # fmt: skip
+            self.used.setdefault("supervised", {})[budget_name(n)] = h.precision
+            self.record(method, n, net, time.perf_counter() - start)
 
-    methods = {}
-    for (method, budget), values in runs.items():
-        accs = [a for a, _ in values]
-        methods.setdefault(method, {})[budget] = {
-            "mean": statistics.fmean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-            "runs": accs, "seconds": statistics.fmean(s for _, s in values)}
-    return {"methods": methods, "budgets": [budget_name(n) for n in budgets], "seeds": list(seeds),
-            "objectives": list(objectives), "data_source": splits.source, "n_test": len(splits.test),
-            "config": {"stage1_epochs": {o: epochs_stage1.get(o, 3) for o in objectives}, "head_steps": HEAD_STEPS,
-                       "tune_steps": TUNE_STEPS, "min_epochs": MIN_EPOCHS, "lr": lr,
-                       "stage1_lr_scale": STAGE1_LR_SCALE,
-                       "precision": precision, "precisions_used": used}}
+    def stage1(self, train, objective, epochs, seed):
+        """Stage 1 on every training image, without labels; returns it and the seconds it took."""
+        start = time.perf_counter()
+        seed_everything(seed)
+        pretrained = TwoStageNetwork(in_features=train.num_features)
+        h = train_stage1(pretrained, train, objective=objective, epochs=epochs, lr=self.lr, scheduler="cosine",
+                         seed=seed, **self.common)  # fmt: skip
+        self.used["stage1"] = h.precision
+        return pretrained, time.perf_counter() - start
+
+    def two_stage(self, pretrained, objective, n, data, stage1_seconds, seed):
+        """On a copy of the pretrained stage 1: a linear probe; the head; the head then fine-tuning."""
+        bs = min(DEFAULT_BATCH_SIZE, len(data))
+        head = dict(epochs=epochs_for(len(data), HEAD_STEPS, bs), lr=self.lr, batch_size=bs, seed=seed, **self.common)
+        start = time.perf_counter()
+        probe = copy.deepcopy(pretrained)
+        probe.stage2 = nn.Linear(probe.feature_dim, probe.config["num_classes"])
+        train_stage2(probe, data, **head)
+        self.record(f"{objective}+probe", n, probe, stage1_seconds + time.perf_counter() - start)
+        start = time.perf_counter()
+        model = copy.deepcopy(pretrained)
+        h = train_stage2(model, data, **head)
+        self.used.setdefault("head", {})[budget_name(n)] = h.precision
+        head_seconds = time.perf_counter() - start
+        self.record(f"{objective}+head", n, model, stage1_seconds + head_seconds)
+        start = time.perf_counter()
+        h = finetune(model, data, epochs=epochs_for(len(data), TUNE_STEPS, bs), lr=self.lr, batch_size=bs,
+                     stage1_lr_scale=STAGE1_LR_SCALE, scheduler="cosine", augment=True, seed=seed,
+                     **self.common)  # fmt: skip
+        self.used.setdefault("finetune", {})[budget_name(n)] = h.precision
+        self.record(f"{objective}+finetune", n, model, stage1_seconds + head_seconds + time.perf_counter() - start)
+
+    def summary(self) -> dict:
+        """{method: {budget: mean, std, runs, seconds}} over the seeds."""
+        methods = {}
+        for (method, budget), values in self.runs.items():
+            accs = [a for a, _ in values]
+            methods.setdefault(method, {})[budget] = {
+                "mean": statistics.fmean(accs),
+                "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                "runs": accs,
+                "seconds": statistics.fmean(s for _, s in values),
+            }
+        return methods
 
 
 def format_study(study) -> str:

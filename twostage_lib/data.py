@@ -4,6 +4,7 @@ The seeds build a per-sample ``DataLoader`` with ``ToTensor`` + ``Normalize``. F
 that is mostly Python overhead, so here the images stay in memory as uint8, are normalized once
 on the training device, and batches are slices of a shuffled index.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -34,11 +35,15 @@ def class_indices(labels) -> torch.Tensor:
     """Labels as int64 class indices; one-hot rows and fractions are refused."""
     labels = torch.as_tensor(labels)
     if labels.dim() != 1:
-        raise ValueError(f"labels must be one class index per image (shape (N,)), got shape {tuple(labels.shape)}; "
-                         "for one-hot or probability rows pass labels.argmax(1)")
+        raise ValueError(
+            f"labels must be one class index per image (shape (N,)), got shape {tuple(labels.shape)}; "
+            "for one-hot or probability rows pass labels.argmax(1)"
+        )
     if labels.is_floating_point() and not bool((labels == labels.round()).all()):
         bad = labels[labels != labels.round()][0].item()
-        raise ValueError(f"labels must be whole class indices, got {bad:g}; round them or map each class to 0, 1, 2, ...")
+        raise ValueError(
+            f"labels must be whole class indices, got {bad:g}; round them or map each class to 0, 1, 2, ..."
+        )
     return labels.long()  # negative ones (-1 for "unlabelled") pass: stage 1 ignores labels
 
 
@@ -60,7 +65,8 @@ class TensorData:
         if len(self.images) != len(self.labels):
             raise ValueError(
                 f"images and labels differ in length ({len(self.images)} vs {len(self.labels)}); "
-                "pass one label per image")
+                "pass one label per image"
+            )
         self.labels = class_indices(self.labels)
 
     def __len__(self):
@@ -79,7 +85,7 @@ class TensorData:
     def num_classes(self) -> int:
         return int(self.labels.max()) + 1 if len(self) else 0
 
-    def subset(self, index) -> "TensorData":
+    def subset(self, index) -> TensorData:
         index = torch.as_tensor(index, dtype=torch.long)
         return TensorData(self.images[index], self.labels[index], self.mean, self.std)
 
@@ -105,8 +111,10 @@ class Splits:
     location: str
 
     def describe(self) -> str:
-        return (f"{self.name}: {len(self.train):,} train / {len(self.test):,} test images "
-                f"from {self.source} ({self.location})")
+        return (
+            f"{self.name}: {len(self.train):,} train / {len(self.test):,} test images "
+            f"from {self.source} ({self.location})"
+        )
 
 
 def from_tensors(x_train, y_train, x_test=None, y_test=None, name="tensors") -> Splits:
@@ -122,7 +130,20 @@ def from_tensors(x_train, y_train, x_test=None, y_test=None, name="tensors") -> 
     return Splits(train, test, name, "tensors", "in memory")
 
 
+def image_shape_of(data, x) -> tuple:
+    """(channels, height, width) of the images behind the flat rows ``x``: from a TensorData's
+    images, else a square single-channel image."""
+    if isinstance(data, TensorData) and len(data.image_shape) >= 2:
+        shape = data.image_shape
+        return shape if len(shape) == 3 else (1, *shape)
+    side = math.isqrt(x.shape[1])
+    if side * side != x.shape[1]:
+        raise ValueError(f"cannot infer an image shape for {x.shape[1]} features; pass TensorData images")
+    return (1, side, side)
+
+
 # ---------------------------------------------------------------- reading files
+
 
 def read_idx(path) -> np.ndarray:
     """Read one IDX file (plain or .gz) as a numpy array, checking its header against its size."""
@@ -134,20 +155,26 @@ def read_idx(path) -> np.ndarray:
     except (OSError, EOFError) as exc:
         raise ValueError(f"{path} is corrupted ({exc}); delete it and copy or download it again") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad header); "
-                         "delete it and copy or download it again")
+        raise ValueError(
+            f"{path} is not an IDX file of unsigned bytes (bad header); delete it and copy or download it again"
+        )
     ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     start = 4 + 4 * ndim
     if len(raw) - start != math.prod(dims):
-        raise ValueError(f"{path} is corrupted or truncated: header says {dims} "
-                         f"({math.prod(dims)} bytes) but it holds {len(raw) - start}; "
-                         "delete it and copy or download it again")
+        raise ValueError(
+            f"{path} is corrupted or truncated: header says {dims} "
+            f"({math.prod(dims)} bytes) but it holds {len(raw) - start}; "
+            "delete it and copy or download it again"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=start).reshape(dims)
 
 
-def _raw_dir(root, name) -> Path | None:
-    """The folder holding the raw IDX files under ``root`` (torchvision layout or the folder itself)."""
+def find_raw_dir(root, name="mnist") -> Path | None:
+    """The folder holding the four raw IDX files of dataset ``name`` under ``root`` (torchvision's
+    layout ``root/MNIST/raw/``, or ``root/raw/``, or ``root`` itself); None if there is none."""
+    if not root:
+        return None
     root = Path(root).expanduser()
     for candidate in (root / DATASETS[name] / "raw", root / "raw", root):
         if all(_find(candidate, f) for pair in _FILES.values() for f in pair):
@@ -162,14 +189,27 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _read_raw(folder: Path) -> dict:
+def full_data_dir(root=None, name="mnist") -> Path | None:
+    """Where the full raw files are: under ``root``, else under ``$TWOSTAGE_DATA``; None if neither
+    holds them. ``load_mnist``, the tests and the benchmark all look here."""
+    for r in (root, os.environ.get("TWOSTAGE_DATA")):
+        folder = find_raw_dir(r, name)
+        if folder is not None:
+            return folder
+    return None
+
+
+def read_raw(folder: Path) -> dict:
+    """The train and test arrays of one raw folder: {"train": (images, labels), "test": ...}."""
     out = {}
     for split, (img, lab) in _FILES.items():
         images = torch.from_numpy(read_idx(_find(folder, img)).copy())
         labels = torch.from_numpy(read_idx(_find(folder, lab)).astype(np.int64))
         if images.ndim != 3 or len(images) != len(labels):
-            raise ValueError(f"{folder}: {split} images {tuple(images.shape)} and labels "
-                             f"{tuple(labels.shape)} do not match; re-copy the raw files")
+            raise ValueError(
+                f"{folder}: {split} images {tuple(images.shape)} and labels "
+                f"{tuple(labels.shape)} do not match; re-copy the raw files"
+            )
         out[split] = (images, labels)
     return out
 
@@ -197,21 +237,26 @@ def _download(name: str, root: Path) -> Path | None:
     cls = getattr(datasets, DATASETS[name])
     for train in (True, False):
         cls(str(root), train=train, download=True)
-    return _raw_dir(root, name)
+    return find_raw_dir(root, name)
 
 
 def load_bundled() -> Splits:
     """The MNIST subset shipped in the package: 10k stratified training images, the full test set."""
     if not BUNDLED.is_file():
-        raise DataNotFoundError(f"the bundled subset {BUNDLED} is missing; reinstall twostage_lib "
-                                "or regenerate it with scripts/make_bundled_subset.py")
+        raise DataNotFoundError(
+            f"the bundled subset {BUNDLED} is missing; reinstall twostage_lib "
+            "or regenerate it with scripts/make_bundled_subset.py"
+        )
     try:
         with np.load(BUNDLED) as z:
-            arrays = {s: (torch.from_numpy(z[f"x_{s}"]), torch.from_numpy(z[f"y_{s}"]).long())
-                      for s in ("train", "test")}
+            arrays = {
+                s: (torch.from_numpy(z[f"x_{s}"]), torch.from_numpy(z[f"y_{s}"]).long()) for s in ("train", "test")
+            }
     except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"the bundled subset {BUNDLED} is corrupted ({exc}); reinstall twostage_lib "
-                         "or regenerate it with scripts/make_bundled_subset.py") from exc
+        raise ValueError(
+            f"the bundled subset {BUNDLED} is corrupted ({exc}); reinstall twostage_lib "
+            "or regenerate it with scripts/make_bundled_subset.py"
+        ) from exc
     return _make_splits(arrays, "mnist", "bundled", "bundled 10k-train subset in the package")
 
 
@@ -231,19 +276,19 @@ def load_mnist(root=None, source="auto", dataset="mnist", download_root=None, ve
             raise ValueError(f"only MNIST is bundled; for {dataset} use source='full' with its files")
         splits = load_bundled()
     else:
-        splits = _load_full(root, dataset, allow_fallback=(source == "auto" and dataset == "mnist"),
-                            download_root=download_root)
+        splits = _load_full(
+            root, dataset, allow_fallback=(source == "auto" and dataset == "mnist"), download_root=download_root
+        )
     if verbose:
         print(f"Data: {splits.describe()}")
     return splits
 
 
 def _load_full(root, dataset, allow_fallback, download_root) -> Splits:
+    folder = full_data_dir(root, dataset)
+    if folder is not None:
+        return _make_splits(read_raw(folder), dataset, "full", str(folder))
     roots = [r for r in (root, os.environ.get("TWOSTAGE_DATA")) if r]
-    for r in roots:
-        folder = _raw_dir(r, dataset)
-        if folder is not None:
-            return _make_splits(_read_raw(folder), dataset, "full", str(folder))
     target = Path(download_root or (roots[0] if roots else Path.home() / ".cache" / "twostage"))
     if _online():
         try:
@@ -254,7 +299,7 @@ def _load_full(root, dataset, allow_fallback, download_root) -> Splits:
         else:
             reason = "the download did not produce the raw files"
         if folder is not None:
-            return _make_splits(_read_raw(folder), dataset, "download", str(folder))
+            return _make_splits(read_raw(folder), dataset, "download", str(folder))
     else:
         reason = "there is no network to download it"
     if allow_fallback:
@@ -263,10 +308,12 @@ def _load_full(root, dataset, allow_fallback, download_root) -> Splits:
     raise DataNotFoundError(
         f"{dataset} not found: looked in {looked} and {reason}. Put the raw IDX files "
         f"(train-images-idx3-ubyte[.gz] and the other three) in <root>/{DATASETS[dataset]}/raw/ and "
-        "pass root=<root> or set TWOSTAGE_DATA=<root>; or use source='bundled' for the MNIST subset")
+        "pass root=<root> or set TWOSTAGE_DATA=<root>; or use source='bundled' for the MNIST subset"
+    )
 
 
 # ---------------------------------------------------------------- batches
+
 
 class Batches:
     """Seeded mini-batches over in-memory tensors: a shuffled index, then slices.
@@ -289,8 +336,10 @@ class Batches:
         if sample_weights is not None:
             self.sample_weights = torch.as_tensor(sample_weights, dtype=torch.double).cpu()
             if len(self.sample_weights) != len(x) or not bool((self.sample_weights >= 0).all()):
-                raise ValueError(f"sample_weights needs one non-negative weight per sample ({len(x)}), "
-                                 f"got {len(self.sample_weights)}")
+                raise ValueError(
+                    f"sample_weights needs one non-negative weight per sample ({len(x)}), "
+                    f"got {len(self.sample_weights)}"
+                )
 
     def __len__(self):
         n = len(self.x)
@@ -309,11 +358,18 @@ class Batches:
             if order is None:
                 yield self.x[lo:hi], self.y[lo:hi]
             else:
-                idx = order[lo:hi]  # index_select: the same rows as x[idx], 2-5x faster on a CPU
+                idx = order[lo:hi]  # index_select: the rows of x[idx], faster (docs/decisions.md)
                 yield self.x.index_select(0, idx), self.y.index_select(0, idx)
 
 
 # ---------------------------------------------------------------- subsets
+
+
+def holdout_size(n_train, preferred=5000):
+    """How many training images to hold out for validation: ``preferred`` when the data has more
+    than 4x that, else a tenth of it. The pipeline and the label study share this rule."""
+    return preferred if n_train > 4 * preferred else 0.1
+
 
 def validation_split(data: TensorData, n_val=5000, seed=0) -> tuple[TensorData, TensorData]:
     """Carve a validation set out of the *training* data (never the test set).
@@ -366,5 +422,5 @@ def imbalanced(data: TensorData, ratio=100.0, kind="longtail", seed=0) -> Tensor
     picks = []
     for c, n in enumerate(counts):
         idx = (data.labels == c).nonzero().squeeze(1)
-        picks.append(idx[torch.randperm(len(idx), generator=g)[:max(1, int(round(n)))]])
+        picks.append(idx[torch.randperm(len(idx), generator=g)[: max(1, int(round(n)))]])
     return data.subset(torch.cat(picks).sort().values)

@@ -1,11 +1,65 @@
 """Evaluation (slide 14) and class weights (slide 13)."""
+
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
 
-from .training import as_tensors, criterion_on, evaluating, select_device
+from .runtime import as_tensors, select_device
+
+EVAL_BATCH_SIZE = 4096  # rows a chunk when evaluating: no autograd, so large chunks are cheap
+
+
+@contextmanager
+def evaluating(model):
+    """Eval mode for a while, then every submodule back to its own mode. ``model.train(was_training)``
+    would put a frozen stage 1 back in train mode too, and its BatchNorm layers (ResNet-18) would
+    then update their running statistics on every later forward pass."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def criterion_on(criterion, device):
+    """The loss to train with: cross-entropy by default. A loss module moves to the device with the
+    model, so a class-weighted ``nn.CrossEntropyLoss(weight=...)`` built on the CPU works on a GPU."""
+    if criterion is None:
+        return nn.CrossEntropyLoss()
+    return criterion.to(device) if isinstance(criterion, nn.Module) else criterion
+
+
+@torch.no_grad()
+def over_chunks(fn, x, y, batch_size=EVAL_BATCH_SIZE):
+    """The one evaluation loop: ``fn(xb, yb) -> (mean loss, per-row outputs or None)`` on chunks of
+    (x, y) without autograd. Returns the sample-weighted mean loss (every sample counts once, not
+    every batch) and the outputs joined, or None."""
+    loss_sum = torch.zeros((), device=x.device)
+    kept = []
+    for i in range(0, len(x), batch_size):
+        loss, out = fn(x[i : i + batch_size], y[i : i + batch_size])
+        loss_sum += loss * len(x[i : i + batch_size])
+        if out is not None:
+            kept.append(out)
+    return loss_sum.item() / len(x), (torch.cat(kept) if kept else None)
+
+
+def loss_and_accuracy(model, x, y) -> dict:
+    """Mean cross-entropy and accuracy of ``model`` over (x, y), in eval mode: what validation reports."""
+
+    def chunk(xb, yb):
+        out = model(xb)
+        return nn.functional.cross_entropy(out, yb), out.argmax(1)
+
+    with evaluating(model):
+        loss, pred = over_chunks(chunk, x, y)
+    return {"val_loss": loss, "val_acc": (pred == y).sum().item() / len(x)}
 
 
 @dataclass
@@ -21,16 +75,19 @@ class Evaluation:
     n: int
 
     def __repr__(self):
-        return (f"Evaluation(accuracy={self.accuracy:.4f}, loss={self.loss:.4f}, "
-                f"balanced_accuracy={self.balanced_accuracy:.4f}, n={self.n})")
+        return (
+            f"Evaluation(accuracy={self.accuracy:.4f}, loss={self.loss:.4f}, "
+            f"balanced_accuracy={self.balanced_accuracy:.4f}, n={self.n})"
+        )
 
 
-@torch.no_grad()
-def evaluate_model(model, data, criterion=None, batch_size=4096, device=None, num_classes=None) -> Evaluation:
+def evaluate_model(
+    model, data, criterion=None, batch_size=EVAL_BATCH_SIZE, device=None, num_classes=None
+) -> Evaluation:
     """Accuracy, sample-weighted loss, per-class precision and recall, balanced accuracy, confusion.
 
-    The seeds divide the summed batch losses by the number of batches, which over-weights a small
-    last batch; here every sample counts once.
+    The original blog post divides the summed batch losses by the number of batches, which
+    over-weights a small last batch; here every sample counts once.
     """
     device = select_device(device) if device is not None else next(model.parameters()).device
     model.to(device)
@@ -38,15 +95,18 @@ def evaluate_model(model, data, criterion=None, batch_size=4096, device=None, nu
     if len(x) == 0:
         raise ValueError("nothing to evaluate: the data holds no images")
     criterion = criterion_on(criterion, device)
-    loss_sum = torch.zeros((), device=device)
-    preds = []
+
+    def chunk(xb, yb):
+        out = model(xb)
+        return criterion(out, yb), out.argmax(1)
+
     with evaluating(model):  # each submodule keeps its own mode afterwards (a frozen stage 1 stays in eval)
-        for i in range(0, len(x), batch_size):
-            out = model(x[i:i + batch_size])
-            yb = y[i:i + batch_size]
-            loss_sum += criterion(out, yb) * len(yb)
-            preds.append(out.argmax(1))
-    pred = torch.cat(preds)
+        loss, pred = over_chunks(chunk, x, y, batch_size)
+    return summarize(y, pred, loss, num_classes)
+
+
+def summarize(y, pred, loss, num_classes=None) -> Evaluation:
+    """Every metric from the true labels and the predictions."""
     k = num_classes or int(max(int(y.max()), int(pred.max()))) + 1
     confusion = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k).cpu()
     true_pos = confusion.diag().double()
@@ -55,9 +115,13 @@ def evaluate_model(model, data, criterion=None, batch_size=4096, device=None, nu
     precision = torch.where(predicted > 0, true_pos / predicted.clamp(min=1), torch.zeros_like(true_pos))
     return Evaluation(
         accuracy=float(true_pos.sum() / len(y)),
-        loss=float(loss_sum) / len(y),
+        loss=loss,
         balanced_accuracy=float(recall[support > 0].mean()),
-        precision=precision, recall=recall, confusion=confusion, n=len(y))
+        precision=precision,
+        recall=recall,
+        confusion=confusion,
+        n=len(y),
+    )
 
 
 def class_weights(labels, num_classes=None, normalize=True) -> torch.Tensor:
@@ -70,8 +134,10 @@ def class_weights(labels, num_classes=None, normalize=True) -> torch.Tensor:
     counts = torch.bincount(labels, minlength=k).double()
     if (counts == 0).any():
         missing = (counts == 0).nonzero().flatten().tolist()
-        raise ValueError(f"class(es) {missing} have no samples, so 1/count is infinite; drop those "
-                         f"classes or pass the num_classes that the labels really use")
+        raise ValueError(
+            f"class(es) {missing} have no samples, so 1/count is infinite; drop those "
+            f"classes or pass the num_classes that the labels really use"
+        )
     weights = 1.0 / counts
     if normalize:
         weights = weights * len(labels) / (weights * counts).sum()

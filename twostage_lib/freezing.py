@@ -1,4 +1,5 @@
 """Freezing stage 1 (slide 4), done so that frozen really means unchanged."""
+
 from __future__ import annotations
 
 import torch

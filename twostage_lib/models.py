@@ -1,4 +1,5 @@
 """Models: the seeds' two-stage MLP (slide 1), a decoder for stage 1, and the ResNet-18 variant (slide 12)."""
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,12 @@ class TwoStageNetwork(nn.Module):
 
     def __init__(self, in_features=784, stage1_sizes=(256, 128), stage2_sizes=(64,), num_classes=10):
         super().__init__()
-        self.config = dict(in_features=in_features, stage1_sizes=tuple(stage1_sizes),
-                           stage2_sizes=tuple(stage2_sizes), num_classes=num_classes)
+        self.config = dict(
+            in_features=in_features,
+            stage1_sizes=tuple(stage1_sizes),
+            stage2_sizes=tuple(stage2_sizes),
+            num_classes=num_classes,
+        )
         self.stage1 = mlp([in_features, *stage1_sizes])
         self.stage2 = mlp([stage1_sizes[-1], *stage2_sizes, num_classes])
 
@@ -42,8 +47,10 @@ class TwoStageNetwork(nn.Module):
         if x.dim() != 2:
             x = x.reshape(len(x), -1)
         if x.shape[1] != self.in_features:
-            raise ValueError(f"expected inputs with {self.in_features} features per sample, got shape "
-                             f"{tuple(x.shape)}; build TwoStageNetwork(in_features={x.shape[1]}) for this data")
+            raise ValueError(
+                f"expected inputs with {self.in_features} features per sample, got shape "
+                f"{tuple(x.shape)}; build TwoStageNetwork(in_features={x.shape[1]}) for this data"
+            )
         return x
 
     def features(self, x):
@@ -79,8 +86,9 @@ class TransferTwoStageNetwork(nn.Module):
 
     IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
-    def __init__(self, num_classes=10, weights=None, image_size=64, in_shape=(1, 28, 28),
-                 pixel_mean=0.0, pixel_std=1.0):
+    def __init__(
+        self, num_classes=10, weights=None, image_size=64, in_shape=(1, 28, 28), pixel_mean=0.0, pixel_std=1.0
+    ):
         super().__init__()
         from torchvision import models
 
@@ -90,7 +98,8 @@ class TransferTwoStageNetwork(nn.Module):
             raise WeightsUnavailableError(
                 f"could not load ResNet-18 weights {weights!r}: {exc}. They download from the "
                 f"internet once and are cached in {torch.hub.get_dir()}/checkpoints; copy the file "
-                "there to use them offline, or pass weights=None to train from random weights") from exc
+                "there to use them offline, or pass weights=None to train from random weights"
+            ) from exc
         self.stage1 = nn.Sequential(*list(resnet.children())[:-1], nn.Flatten())
         self.stage2 = nn.Linear(resnet.fc.in_features, num_classes)
         self.in_shape, self.image_size = tuple(in_shape), image_size

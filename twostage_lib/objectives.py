@@ -3,6 +3,7 @@
 Each objective is a module holding its own head (a decoder, a projection head) with a
 ``loss(model, x)`` method. Stage 2 never sees the head.
 """
+
 from __future__ import annotations
 
 import torch
@@ -99,8 +100,10 @@ def make_objective(objective, model, image_shape=(1, 28, 28)):
     """An objective module from a name, or the given module / callable unchanged."""
     if isinstance(objective, str):
         if objective not in OBJECTIVES:
-            raise ValueError(f"unknown stage-1 objective {objective!r}; choose one of "
-                             f"{', '.join(OBJECTIVES)} or pass a callable loss(model, x)")
+            raise ValueError(
+                f"unknown stage-1 objective {objective!r}; choose one of "
+                f"{', '.join(OBJECTIVES)} or pass a callable loss(model, x)"
+            )
         if objective == "contrastive":
             return Contrastive(model, image_shape=image_shape)
         return OBJECTIVES[objective](model)

@@ -1,4 +1,5 @@
 """The whole two-stage pipeline in one call: stage 1, stage 2, fine-tuning, evaluated after each."""
+
 from __future__ import annotations
 
 import time
@@ -6,11 +7,12 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .data import labels_per_class, load_mnist, validation_split
+from .data import holdout_size, labels_per_class, load_mnist, validation_split
 from .evaluation import evaluate_model
+from .loop import EarlyStopping
 from .models import TwoStageNetwork
-from .training import (DEFAULT_BATCH_SIZE, STAGE2_BATCH_SIZE, EarlyStopping, finetune, seed_everything,
-                       select_device, train_stage1, train_stage2)
+from .runtime import seed_everything, select_device
+from .training import DEFAULT_BATCH_SIZE, STAGE2_BATCH_SIZE, finetune, train_stage1, train_stage2
 
 
 @dataclass
@@ -31,7 +33,7 @@ class PipelineConfig:
     stage1_lr_scale: float = 1.0  # fine-tuning: stage 1's learning rate is lr * this
     augment: bool = True  # digit-safe augmentation while fine-tuning
     labels_per_class: int | None = None  # None: every label
-    val_size: float = 5000  # images (or a fraction) carved from training data for validation
+    val_size: float = 5000  # images (or a fraction) held out of the training data (data.holdout_size)
     device: str = "auto"
     precision: str = "auto"  # auto (bf16 autocast where fast and a step is big enough), fp32 or bf16
     seed: int = 0
@@ -48,58 +50,57 @@ def run_pipeline(config: PipelineConfig, splits=None, model=None, on_epoch=None)
     device = select_device(config.device)
     if splits is None:
         splits = load_mnist(config.data_dir, source=config.data, dataset=config.dataset)
-    val_size = config.val_size if len(splits.train) > 4 * config.val_size else 0.1
-    train, val = validation_split(splits.train, val_size, seed=config.seed)
-    labelled = train if config.labels_per_class is None else labels_per_class(
-        train, config.labels_per_class, seed=config.seed)
-    model = model or TwoStageNetwork(in_features=splits.train.num_features,
-                                     num_classes=splits.train.num_classes)
+    train, val = validation_split(splits.train, holdout_size(len(splits.train), config.val_size), seed=config.seed)
+    labelled = train
+    if config.labels_per_class is not None:
+        labelled = labels_per_class(train, config.labels_per_class, seed=config.seed)
+    model = model or TwoStageNetwork(in_features=splits.train.num_features, num_classes=splits.train.num_classes)
+    report = {"data_source": splits.source, "data_location": splits.location, "dataset": splits.name,
+              "n_train": len(train), "n_labelled": len(labelled), "n_val": len(val), "n_test": len(splits.test),
+              "device": str(device), "config": asdict(config), "stages": {}}  # fmt: skip
+    for name, train_stage in stages(config, model, train, labelled, val, device, on_epoch).items():
+        t0 = time.perf_counter()
+        history = train_stage()
+        report["stages"][name] = _stage_report(model, None if name == "stage1" else splits.test, history, t0)
+    report["final_test_accuracy"] = report["stages"]["finetune"]["test_accuracy"]
+    report["total_seconds"] = time.perf_counter() - started
+    report["torch_threads"] = torch.get_num_threads()
+    return report
+
+
+def stages(config, model, train, labelled, val, device, on_epoch) -> dict:
+    """The three stages in order, each a function that trains it and returns its History."""
     common = dict(device=device, seed=config.seed, progress=config.progress, precision=config.precision)
 
     def hook(stage):
         return None if on_epoch is None else (lambda record: on_epoch(stage, record))
-    stages = {}
 
-    t0 = time.perf_counter()
-    h1 = train_stage1(model, train, objective=config.objective, epochs=config.epochs_stage1,
-                      lr=config.lr, batch_size=config.batch_size, callback=hook("stage1"), **common)
-    stages["stage1"] = {"test_accuracy": None, "train_loss": h1.last.get("train_loss"), "precision": h1.precision,
-                        "seconds": time.perf_counter() - t0, "history": h1.epochs}
+    def stage1():  # on every training image, labels unused
+        return train_stage1(model, train, objective=config.objective, epochs=config.epochs_stage1, lr=config.lr,
+                            batch_size=config.batch_size, callback=hook("stage1"), **common)  # fmt: skip
 
-    t0 = time.perf_counter()
-    h2 = train_stage2(model, labelled, epochs=config.epochs_stage2, lr=config.lr_stage2,
-                      batch_size=config.batch_size_stage2, val=val, callback=hook("stage2"), **common)
-    stages["stage2"] = _stage_report(model, splits.test, h2, t0)
+    def stage2():  # the head on frozen, cached features
+        return train_stage2(model, labelled, epochs=config.epochs_stage2, lr=config.lr_stage2, val=val,
+                            batch_size=config.batch_size_stage2, callback=hook("stage2"), **common)  # fmt: skip
 
-    t0 = time.perf_counter()
-    h3 = finetune(model, labelled, epochs=config.epochs_finetune, lr=config.lr,
-                  batch_size=config.batch_size, stage1_lr_scale=config.stage1_lr_scale, augment=config.augment,
-                  scheduler="cosine", val=val, early_stopping=EarlyStopping(patience=max(3, config.epochs_finetune // 3)),
-                  callback=hook("finetune"), **common)
-    stages["finetune"] = _stage_report(model, splits.test, h3, t0)
+    def tune():  # end to end, early stopping on the validation loss
+        stopping = EarlyStopping(patience=max(3, config.epochs_finetune // 3))
+        return finetune(model, labelled, epochs=config.epochs_finetune, lr=config.lr, batch_size=config.batch_size,
+                        stage1_lr_scale=config.stage1_lr_scale, augment=config.augment, scheduler="cosine", val=val,
+                        early_stopping=stopping, callback=hook("finetune"), **common)  # fmt: skip
 
-    return {
-        "data_source": splits.source,
-        "data_location": splits.location,
-        "dataset": splits.name,
-        "n_train": len(train),
-        "n_labelled": len(labelled),
-        "n_val": len(val),
-        "n_test": len(splits.test),
-        "device": str(device),
-        "config": asdict(config),
-        "stages": stages,
-        "final_test_accuracy": stages["finetune"]["test_accuracy"],
-        "total_seconds": time.perf_counter() - started,
-        "torch_threads": torch.get_num_threads(),
-    }
+    return {"stage1": stage1, "stage2": stage2, "finetune": tune}
 
 
 def _stage_report(model, test, history, t0) -> dict:
-    ev = evaluate_model(model, test)
-    return {"test_accuracy": ev.accuracy, "test_loss": ev.loss, "balanced_accuracy": ev.balanced_accuracy,
-            "epochs_run": len(history), "stopped_early": history.stopped_early, "precision": history.precision,
-            "seconds": time.perf_counter() - t0, "history": history.epochs}
+    """What the report keeps of one stage; a stage without a test set (stage 1) has no accuracy."""
+    report = {"test_accuracy": None, "train_loss": history.last.get("train_loss")}
+    if test is not None:
+        ev = evaluate_model(model, test)
+        report.update(test_accuracy=ev.accuracy, test_loss=ev.loss, balanced_accuracy=ev.balanced_accuracy)
+    report.update(epochs_run=len(history), stopped_early=history.stopped_early, precision=history.precision,
+                  seconds=time.perf_counter() - t0, history=history.epochs)  # fmt: skip
+    return report
 
 
 def format_table(report: dict) -> str:

@@ -3,6 +3,7 @@
 Headless (nbval, CI) the notebook calls ``panel.run()`` once with the panel's default values, so
 nothing waits for a click; in JupyterLab a learner moves a slider and presses Run to retrain.
 """
+
 from __future__ import annotations
 
 import io
@@ -18,17 +19,28 @@ def slider(description, value, low, high, step=1, log=False):
     style = {"description_width": "140px"}
     layout = W.Layout(width="380px")
     if log:
-        return W.FloatLogSlider(value=value, min=low, max=high, step=step, description=description,
-                                style=style, layout=layout, readout_format=".1e")
+        return W.FloatLogSlider(
+            value=value,
+            min=low,
+            max=high,
+            step=step,
+            description=description,
+            style=style,
+            layout=layout,
+            readout_format=".1e",
+        )
     cls = W.IntSlider if isinstance(value, int) and isinstance(step, int) else W.FloatSlider
-    return cls(value=value, min=low, max=high, step=step, description=description, style=style,
-               layout=layout)
+    return cls(value=value, min=low, max=high, step=step, description=description, style=style, layout=layout)
 
 
 def dropdown(description, options, value=None):
-    return W.Dropdown(options=options, value=value if value is not None else options[0],
-                      description=description, style={"description_width": "140px"},
-                      layout=W.Layout(width="380px"))
+    return W.Dropdown(
+        options=options,
+        value=value if value is not None else options[0],
+        description=description,
+        style={"description_width": "140px"},
+        layout=W.Layout(width="380px"),
+    )
 
 
 class LivePlot:
@@ -80,8 +92,7 @@ class TrainingPanel:
         self.status = W.HTML(value="<i>press Run to train with these values</i>")
         self.result, self.runs = None, 0
         self.button.on_click(lambda _: self.run())
-        self.widget = W.VBox([W.HTML(f"<b>{title}</b>"), *controls.values(),
-                              self.button, self.status, self.plot.image])
+        self.widget = W.VBox([W.HTML(f"<b>{title}</b>"), *controls.values(), self.button, self.status, self.plot.image])
 
     def values(self) -> dict:
         return {name: control.value for name, control in self.controls.items()}

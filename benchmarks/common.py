@@ -1,0 +1,41 @@
+"""What every benchmark module shares: the paths measured, the data, the batch sizes."""
+
+from __future__ import annotations
+
+import resource
+import sys
+from pathlib import Path
+
+import torch
+
+from twostage_lib.data import full_data_dir
+from twostage_lib.runtime import has_fast_bf16
+from twostage_lib.training import DEFAULT_BATCH_SIZE, STAGE2_BATCH_SIZE
+
+# the library's paths: batch size and precision ("bf16": bfloat16 autocast, the default where the
+# hardware is fast at it; elsewhere only float32 is measured)
+PRECISIONS = ("fp32", "bf16") if has_fast_bf16(torch.device("cpu")) else ("fp32",)
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SEED_BATCH = 32
+# the library's default batch of each stage: stage 2's head on cached features takes larger ones
+DEFAULT_BATCH = {"stage1": DEFAULT_BATCH_SIZE, "stage2": STAGE2_BATCH_SIZE, "finetune": DEFAULT_BATCH_SIZE}
+
+
+def data_root() -> Path:
+    """The folder holding MNIST/raw/ ($TWOSTAGE_DATA; `make bench` sets it), as torchvision wants it."""
+    folder = full_data_dir()
+    if folder is not None and (folder / "train-images-idx3-ubyte").is_file() and folder.parent.name == "MNIST":
+        return folder.parents[1]
+    sys.exit(
+        "benchmarks need the full, uncompressed MNIST raw files: set TWOSTAGE_DATA to a folder "
+        "holding MNIST/raw/ (torchvision's layout)"
+    )
+
+
+def path_key(batch_size, precision):
+    return f"{batch_size}-{precision}"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

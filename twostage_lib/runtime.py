@@ -1,0 +1,96 @@
+"""Runtime: seeds, the device, tensors onto it, and the precision policy (bfloat16 or float32)."""
+
+from __future__ import annotations
+
+import random
+import warnings
+
+import numpy as np
+import torch
+
+from .data import TensorData, class_indices
+
+PRECISIONS = ("auto", "fp32", "bf16")
+# Below this much work a step (trained weights x batch size) bfloat16 casts cost more than they
+# save: docs/decisions.md, "bfloat16 threshold".
+BF16_MIN_WORK = 12_000_000
+
+
+def seed_everything(seed=0) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) so a run repeats on the same machine."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def select_device(device="auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple's MPS, then the CPU; anything else is used as given."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use device='cpu'")
+    return device
+
+
+def as_tensors(data, device, batch_size=4096):
+    """Flattened float inputs and labels on ``device`` from a TensorData, an (X, y) pair, or a
+    torch ``Dataset`` / ``DataLoader`` (read once into memory)."""
+    if isinstance(data, TensorData):
+        return data.on(device)
+    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
+        return TensorData(data[0], data[1]).on(device)
+    if isinstance(data, torch.utils.data.Dataset):
+        data = torch.utils.data.DataLoader(data, batch_size=batch_size)
+    if isinstance(data, torch.utils.data.DataLoader):
+        xs, ys = zip(*((x.reshape(len(x), -1).float(), torch.as_tensor(y)) for x, y in data))
+        return torch.cat(xs).to(device), class_indices(torch.cat(ys)).to(device)
+    raise TypeError(
+        f"cannot train on {type(data).__name__}: pass a TensorData (from load_mnist), "
+        "an (X, y) pair of tensors, or a torch Dataset / DataLoader"
+    )
+
+
+def has_fast_bf16(device) -> bool:
+    """True where bfloat16 matrix products run in hardware: CUDA GPUs that support it, and CPUs
+    with AVX-512 BF16 or AMX (recent AMD EPYC / Ryzen, Intel Xeon from Sapphire Rapids)."""
+    if device.type == "cuda":  # Ampere (compute capability 8.0) and later; older GPUs only emulate it
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "cpu":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return False
+
+
+def resolve_precision(precision, device, work=None) -> str:
+    """``"auto"`` is ``"bf16"`` where the hardware has fast bfloat16 (``has_fast_bf16``) and a step
+    does at least ``BF16_MIN_WORK`` (trained weights x batch size; None: assume enough), else ``"fp32"``."""
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"unknown precision {precision!r}; choose 'auto', 'fp32' (float32 throughout) "
+            "or 'bf16' (bfloat16 autocast of the forward pass)"
+        )
+    if precision == "auto":
+        big_enough = work is None or work >= BF16_MIN_WORK
+        return "bf16" if big_enough and has_fast_bf16(device) else "fp32"
+    if precision == "bf16" and not has_fast_bf16(device):
+        warnings.warn(
+            f"precision='bf16' on {device}, which has no fast bfloat16: training will likely be "
+            "slower than with precision='fp32'",
+            stacklevel=2,
+        )
+    return precision
+
+
+def precision_for(params, batch_size, device, precision="auto") -> str:
+    """The one answer to "bfloat16 for these trained weights at this batch size on this device?"
+    (the loop and the benchmark both ask it). ``batch_size`` None: assume a step is big enough."""
+    work = sum(p.numel() for p in params) * batch_size if batch_size else None
+    return resolve_precision(precision, device, work)

@@ -86,9 +86,11 @@ def test_full_offline_without_files_says_where_to_put_them(tmp_path, monkeypatch
 
 
 def test_auto_offline_without_files_falls_back_to_bundled(tmp_path, monkeypatch):
+    """No folder named anywhere and no network: the bundled subset. A named folder that holds nothing
+    is an error instead (tests/test_reliability.py)."""
     monkeypatch.delenv("TWOSTAGE_DATA", raising=False)
     monkeypatch.setattr(D, "_online", lambda *a, **k: False)
-    assert ts.load_mnist(tmp_path, verbose=False).source == "bundled"
+    assert ts.load_mnist(download_root=tmp_path, verbose=False).source == "bundled"
 
 
 def test_auto_online_downloads_through_torchvision(tmp_path, monkeypatch):
@@ -261,5 +263,5 @@ def test_weighted_batches_rebalance_classes():
     drawn = torch.cat([b[1] for b in ts.Batches(x, y, batch_size=100, seed=0, sample_weights=weights)])
     share = float((drawn == 1).float().mean())
     assert len(drawn) == 1000 and 0.42 < share < 0.58  # about half, not 10%
-    with pytest.raises(ValueError, match="one non-negative weight per sample"):
+    with pytest.raises(ValueError, match="sample_weights has 3 weights for 1000 samples"):
         ts.Batches(x, y, sample_weights=torch.ones(3))

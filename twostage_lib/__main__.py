@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import tempfile
+import threading
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
 from .data import DATASETS, SOURCES
-from .loop import TrainingDiverged
+from .loop import TrainingDiverged, stop_requested
 from .models import WeightsUnavailableError
 from .objectives import OBJECTIVES
 from .pipeline import PipelineConfig, format_table, run_pipeline
-from .runtime import PRECISIONS
+from .runtime import PRECISIONS, select_device
 
 
 def positive_int(text):
@@ -105,25 +111,20 @@ def budget(text):
 def cmd_compare(args) -> int:
     from .compare import format_study, run_study
     from .data import load_mnist
-    from .runtime import select_device
 
+    device = select_device(args.device)
+    check_output_path(args.json)
     splits = load_mnist(args.data_dir, source=args.data, dataset=args.dataset)
     budgets = [None if b == "all" else int(b) for b in args.labels_per_class]
     start = time.perf_counter()
-    study = run_study(
-        splits,
-        budgets=budgets,
-        seeds=args.seeds,
-        objectives=args.objectives,
-        device=select_device(args.device),
-        precision=args.precision,
-        log=print if not args.no_progress else (lambda *a: None),
-    )
+    log = print if not args.no_progress else (lambda *a: None)
+    with ctrl_c_stops_the_run():
+        study = run_study(splits, budgets=budgets, seeds=args.seeds, objectives=args.objectives, device=device,
+                          precision=args.precision, log=log)  # fmt: skip
     study["total_seconds"] = time.perf_counter() - start
     print(format_study(study))
-    print(f"total {study['total_seconds']:.0f} s")
-    write_json(study, args.json)
-    return 0
+    print(f"total {study['total_seconds']:.0f} s" + (" (interrupted: the runs so far)" if study["interrupted"] else ""))
+    return write_json(study, args.json) or (130 if study["interrupted"] else 0)
 
 
 def cmd_run(args) -> int:
@@ -131,26 +132,88 @@ def cmd_run(args) -> int:
     config = PipelineConfig(**{k: v for k, v in vars(args).items() if k in names})
     config.augment = not args.no_augment
     config.progress = not args.no_progress
-    report = run_pipeline(config)
+    select_device(config.device)  # bad arguments and paths fail now, before any training
+    check_output_path(args.json)
+    with ctrl_c_stops_the_run():
+        report = run_pipeline(config)
     print(format_table(report))
-    write_json(report, args.json)
+    return write_json(report, args.json) or (130 if report["interrupted"] else 0)
+
+
+@contextmanager
+def ctrl_c_stops_the_run():
+    """The first Ctrl-C stops training at the end of the current step (the stages so far are kept
+    and reported); a second one quits at once. The previous handler is put back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_ctrl_c(signum, frame):
+        if stop_requested.is_set():
+            print("\ninterrupted again: quitting now", file=sys.stderr, flush=True)
+            os._exit(130)
+        stop_requested.set()
+        print("\ninterrupted: stopping after the current step (Ctrl-C again to quit at once)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    stop_requested.clear()
+    try:
+        with warnings.catch_warnings():  # the table says where training stopped: no second, longer notice
+            warnings.filterwarnings("ignore", message=".*interrupted in epoch")
+            yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        stop_requested.clear()
+
+
+def check_output_path(path) -> None:
+    """Fail before training, not after it: the report's path must be a file name in a writable folder."""
+    if not path:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--json {path} is a folder; give a file name, e.g. {path / 'report.json'}")
+    existing = next(p for p in [path.parent, *path.parent.parents] if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--json {path}: {existing} is a file, not a folder; choose another path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".twostage-check-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--json {path}: cannot write in {path.parent} ({exc.strerror or exc}); "
+                         "choose a folder you can write to") from None  # fmt: skip
+
+
+def write_json(report, path) -> int:
+    """Write the report atomically; if that fails after all (a disk filled up), keep it in the temp
+    folder and say where. Returns the exit code: 0, or 2 when the report is not where it was asked."""
+    if not path:
+        return 0
+    text, path = json.dumps(report, indent=2), Path(path)
+    try:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        fallback = Path(tempfile.gettempdir()) / f"twostage-report-{os.getpid()}.json"
+        fallback.write_text(text)
+        print(f"python -m twostage_lib: error: could not write {path} ({exc.strerror or exc}); the report is "
+              f"in {fallback}", file=sys.stderr)  # fmt: skip
+        return 2
+    print(f"report written to {path}")
     return 0
-
-
-def write_json(report, path) -> None:
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(report, indent=2))
-        print(f"report written to {path}")
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"run": cmd_run, "compare": cmd_compare}[args.command](args)
-    except (ValueError, FileNotFoundError, WeightsUnavailableError, TrainingDiverged) as exc:
-        # bad input, missing data, a diverging run: one line that names it and the fix (bugs keep a traceback)
-        print(f"python -m twostage_lib {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, WeightsUnavailableError, TrainingDiverged) as exc:
+        # bad input, missing data or disk, a diverging run: one line that names it and the fix (bugs keep a traceback)
+        message = " ".join(str(exc).split())  # one line, whatever the message holds
+        print(f"python -m twostage_lib {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -25,8 +25,10 @@ def versions() -> dict:
 
 
 def save_checkpoint(path, model, config=None, metrics=None) -> Path:
-    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    """Write to a temporary file in the same folder, then rename: a crash or a full disk never leaves
+    half a file, and a checkpoint already there stays as it was. Non-finite weights are refused."""
     path = Path(path)
+    check_finite(model.state_dict(), "the model", "find the epoch that diverged and save before it")
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "model_class": type(model).__name__,
@@ -41,10 +43,21 @@ def save_checkpoint(path, model, config=None, metrics=None) -> Path:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # a full disk reaches torch.save as "enforce fail at inline_container"
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(f"could not write the checkpoint {path} ({exc}); disk full or not writable? Free some "
+                      "space or save elsewhere; any checkpoint already there is unchanged") from exc  # fmt: skip
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_finite(state, where, fix) -> None:
+    """Refuse weights that are NaN or infinite, naming the first such tensor."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{where} has non-finite weights in {name!r}: it comes from a run that diverged; {fix}")
 
 
 def load_checkpoint(path, model=None, map_location="cpu"):
@@ -68,6 +81,7 @@ def load_checkpoint(path, model=None, map_location="cpu"):
             raise ValueError(f"{path} holds a {ckpt.get('model_class')}; pass model= built the same way")
         model = TwoStageNetwork(**ckpt["model_config"])
     check_compatible(model, ckpt["state_dict"], path)
+    check_finite(ckpt["state_dict"], f"checkpoint {path}", "load an earlier checkpoint or train again")
     model.load_state_dict(ckpt["state_dict"])
     return model, ckpt
 

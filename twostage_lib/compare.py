@@ -50,25 +50,34 @@ def run_study(
     precision="auto",
     log=print,
 ) -> dict:
-    """Returns {"methods": {method: {budget: {"mean", "std", "runs", "seconds"}}}, "budgets", ...}."""
+    """Returns {"methods": {method: {budget: {"mean", "std", "runs", "seconds"}}}, "budgets", ...}.
+    Ctrl-C stops it after the current step; the runs completed so far are returned, marked
+    ``"interrupted": true``."""
+    repeated = [s for i, s in enumerate(seeds) if s in seeds[:i]]
+    if repeated:
+        raise ValueError(f"seed {repeated[0]} is given twice: each seed is one independent run, and a repeat would "
+                         "count one run twice in the mean and standard deviation; use e.g. --seeds 0 1 2")  # fmt: skip
     epochs_stage1 = {**STAGE1_EPOCHS, **(epochs_stage1 or {})}
     study = Study(splits.test, lr, dict(device=device, progress=False, precision=precision), log)
-    for seed in seeds:
-        train, _ = validation_split(splits.train, holdout_size(len(splits.train)), seed=seed)  # as `run` does
-        labelled = {n: train if n is None else labels_per_class(train, n, seed=seed) for n in budgets}
-        log(f"seed {seed}")
-        for n, data in labelled.items():
-            study.supervised(n, data, train.num_features, seed)
-        for objective in objectives:
-            pretrained, seconds = study.stage1(train, objective, epochs_stage1.get(objective, 3), seed)
+    try:
+        for seed in seeds:
+            train, _ = validation_split(splits.train, holdout_size(len(splits.train)), seed=seed)  # as `run` does
+            labelled = {n: train if n is None else labels_per_class(train, n, seed=seed) for n in budgets}
+            log(f"seed {seed}")
             for n, data in labelled.items():
-                study.two_stage(pretrained, objective, n, data, seconds, seed)
+                study.supervised(n, data, train.num_features, seed)
+            for objective in objectives:
+                pretrained, seconds = study.stage1(train, objective, epochs_stage1.get(objective, 3), seed)
+                for n, data in labelled.items():
+                    study.two_stage(pretrained, objective, n, data, seconds, seed)
+    except KeyboardInterrupt:
+        study.interrupted = True
     config = {"stage1_epochs": {o: epochs_stage1.get(o, 3) for o in objectives}, "head_steps": HEAD_STEPS,
               "tune_steps": TUNE_STEPS, "min_epochs": MIN_EPOCHS, "lr": lr, "stage1_lr_scale": STAGE1_LR_SCALE,
               "precision": precision, "precisions_used": study.used}  # fmt: skip
     return {"methods": study.summary(), "budgets": [budget_name(n) for n in budgets], "seeds": list(seeds),
             "objectives": list(objectives), "data_source": splits.source, "n_test": len(splits.test),
-            "config": config}  # fmt: skip
+            "config": config, "interrupted": study.interrupted}  # fmt: skip
 
 
 class Study:
@@ -78,6 +87,14 @@ class Study:
         self.test, self.lr, self.common, self.log = test, lr, common, log
         self.runs = {}  # (method, budget) -> list of (accuracy, seconds)
         self.used = {}  # what each kind of training ran in, per label budget, from the histories
+        self.interrupted = False
+
+    @staticmethod
+    def done(history):
+        """Every run's History passes here: an interrupted one is no result, so the study stops."""
+        if history.interrupted:
+            raise KeyboardInterrupt
+        return history
 
     def record(self, method, n, model, seconds):
         accuracy = evaluate_model(model, self.test).accuracy
@@ -92,8 +109,8 @@ class Study:
             seed_everything(seed)
             net = TwoStageNetwork(in_features=num_features)
             epochs = epochs_for(len(data), TUNE_STEPS, bs)
-            h = train_supervised(net, data, epochs=epochs, lr=self.lr, batch_size=bs, scheduler="cosine",
-                                 augment=augment, seed=seed, **self.common)  # fmt: skip
+            h = self.done(train_supervised(net, data, epochs=epochs, lr=self.lr, batch_size=bs, scheduler="cosine",
+                                           augment=augment, seed=seed, **self.common))  # fmt: skip
             self.used.setdefault("supervised", {})[budget_name(n)] = h.precision
             self.record(method, n, net, time.perf_counter() - start)
 
@@ -102,8 +119,8 @@ class Study:
         start = time.perf_counter()
         seed_everything(seed)
         pretrained = TwoStageNetwork(in_features=train.num_features)
-        h = train_stage1(pretrained, train, objective=objective, epochs=epochs, lr=self.lr, scheduler="cosine",
-                         seed=seed, **self.common)  # fmt: skip
+        h = self.done(train_stage1(pretrained, train, objective=objective, epochs=epochs, lr=self.lr,
+                                   scheduler="cosine", seed=seed, **self.common))  # fmt: skip
         self.used["stage1"] = h.precision
         return pretrained, time.perf_counter() - start
 
@@ -114,18 +131,18 @@ class Study:
         start = time.perf_counter()
         probe = copy.deepcopy(pretrained)
         probe.stage2 = nn.Linear(probe.feature_dim, probe.config["num_classes"])
-        train_stage2(probe, data, **head)
+        self.done(train_stage2(probe, data, **head))
         self.record(f"{objective}+probe", n, probe, stage1_seconds + time.perf_counter() - start)
         start = time.perf_counter()
         model = copy.deepcopy(pretrained)
-        h = train_stage2(model, data, **head)
+        h = self.done(train_stage2(model, data, **head))
         self.used.setdefault("head", {})[budget_name(n)] = h.precision
         head_seconds = time.perf_counter() - start
         self.record(f"{objective}+head", n, model, stage1_seconds + head_seconds)
         start = time.perf_counter()
-        h = finetune(model, data, epochs=epochs_for(len(data), TUNE_STEPS, bs), lr=self.lr, batch_size=bs,
-                     stage1_lr_scale=STAGE1_LR_SCALE, scheduler="cosine", augment=True, seed=seed,
-                     **self.common)  # fmt: skip
+        h = self.done(finetune(model, data, epochs=epochs_for(len(data), TUNE_STEPS, bs), lr=self.lr, batch_size=bs,
+                               stage1_lr_scale=STAGE1_LR_SCALE, scheduler="cosine", augment=True, seed=seed,
+                               **self.common))  # fmt: skip
         self.used.setdefault("finetune", {})[budget_name(n)] = h.precision
         self.record(f"{objective}+finetune", n, model, stage1_seconds + head_seconds + time.perf_counter() - start)
 

@@ -8,6 +8,7 @@ on the training device, and batches are slices of a shuffled index.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import os
 import socket
@@ -24,6 +25,15 @@ BUNDLED = Path(__file__).parent / "data" / "mnist_subset.npz"
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+NUM_CLASSES = 10  # every dataset here has ten classes, labelled 0-9
+# SHA-256 of the published MNIST files (uncompressed): a wrong pixel byte has no invalid value, so
+# only a checksum can catch it. Files of another size (a subset, a variant) are checked by range only.
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte": (47040016, "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+    "train-labels-idx1-ubyte": (60008, "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+    "t10k-images-idx3-ubyte": (7840016, "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+    "t10k-labels-idx1-ubyte": (10008, "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
 }
 
 
@@ -59,14 +69,20 @@ class TensorData:
     labels: torch.Tensor
     mean: float = 0.0
     std: float = 1.0
+    source: str = field(default="images", repr=False, compare=False)  # what the messages call the images
     _on_device: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
+        """The one check where images and labels enter: equal lengths, finite pixels, whole labels."""
         if len(self.images) != len(self.labels):
             raise ValueError(
-                f"images and labels differ in length ({len(self.images)} vs {len(self.labels)}); "
+                f"{self.source}: images and labels differ in length ({len(self.images)} vs {len(self.labels)}); "
                 "pass one label per image"
             )
+        if self.images.is_floating_point() and not bool(torch.isfinite(self.images).all()):
+            bad = int((~torch.isfinite(self.images)).reshape(len(self.images), -1).any(1).nonzero()[0])
+            raise ValueError(f"{self.source}: image {bad} holds a NaN or infinite pixel; fix or drop it "
+                             "before training (one such pixel would make every normalized image NaN)")  # fmt: skip
         self.labels = class_indices(self.labels)
 
     def __len__(self):
@@ -87,7 +103,7 @@ class TensorData:
 
     def subset(self, index) -> TensorData:
         index = torch.as_tensor(index, dtype=torch.long)
-        return TensorData(self.images[index], self.labels[index], self.mean, self.std)
+        return TensorData(self.images[index], self.labels[index], self.mean, self.std, self.source)
 
     def on(self, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Flattened, normalized float inputs and labels on ``device``, computed once and cached."""
@@ -118,16 +134,34 @@ class Splits:
 
 
 def from_tensors(x_train, y_train, x_test=None, y_test=None, name="tensors") -> Splits:
-    """Wrap any (X, y) tensors. uint8 images are scaled by 1/255; the stats come from X_train."""
+    """Wrap any (X, y) tensors. uint8 images are scaled by 1/255; the stats come from X_train.
+
+    Checked here, before any training: finite pixels, whole labels, a non-empty training set, test
+    images of the training images' size, test labels among the training classes."""
     x_train = torch.as_tensor(x_train)
+    if len(x_train) == 0:
+        raise ValueError("x_train holds no images; pass at least one training image")
+    train = TensorData(x_train, torch.as_tensor(y_train), source="x_train")
     scaled = x_train.float() / 255 if x_train.dtype == torch.uint8 else x_train.float()
-    mean, std = float(scaled.mean()), float(scaled.std()) or 1.0
-    train = TensorData(x_train, torch.as_tensor(y_train), mean, std)
+    train.mean, train.std = float(scaled.mean()), float(scaled.std()) or 1.0
     if x_test is None:
-        test = train.subset(torch.arange(0))
-    else:
-        test = TensorData(torch.as_tensor(x_test), torch.as_tensor(y_test), mean, std)
+        return Splits(train, train.subset(torch.arange(0)), name, "tensors", "in memory")
+    test = TensorData(torch.as_tensor(x_test), torch.as_tensor(y_test), train.mean, train.std, "x_test")
+    if test.image_shape != train.image_shape:
+        size = lambda shape: "x".join(map(str, shape))  # noqa: E731
+        raise ValueError(f"test images are {size(test.image_shape)} but training images are "
+                         f"{size(train.image_shape)}; resize one set to match the other")  # fmt: skip
+    check_labels(test.labels, train.num_classes, "y_test", "the training classes")
     return Splits(train, test, name, "tensors", "in memory")
+
+
+def check_labels(labels, num_classes, where, what, fix="relabel the data or add training images of that class"):
+    """Every label is a class index in 0..num_classes-1; the first that is not is named with its index."""
+    bad = ((labels < 0) | (labels >= num_classes)).nonzero()
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"{where}: label {int(labels[i])} at index {i} is not one of {what} "
+                         f"0-{num_classes - 1}; {fix}")  # fmt: skip
 
 
 def image_shape_of(data, x) -> tuple:
@@ -138,15 +172,20 @@ def image_shape_of(data, x) -> tuple:
         return shape if len(shape) == 3 else (1, *shape)
     side = math.isqrt(x.shape[1])
     if side * side != x.shape[1]:
-        raise ValueError(f"cannot infer an image shape for {x.shape[1]} features; pass TensorData images")
+        raise ValueError(
+            f"{x.shape[1]} features are not an image: contrastive views and augmentation are 2-D transforms. "
+            "For tabular data use objective='autoencoder' or 'denoising' in stage 1 and augment=False when "
+            "fine-tuning; for images of another shape pass a TensorData (from_tensors keeps their shape)"
+        )
     return (1, side, side)
 
 
 # ---------------------------------------------------------------- reading files
 
 
-def read_idx(path) -> np.ndarray:
-    """Read one IDX file (plain or .gz) as a numpy array, checking its header against its size."""
+def read_idx(path, checksums=None) -> np.ndarray:
+    """Read one IDX file (plain or .gz) as a numpy array, checking its header against its size and,
+    when ``checksums`` knows the file's name and size, its SHA-256."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -167,7 +206,23 @@ def read_idx(path) -> np.ndarray:
             f"({math.prod(dims)} bytes) but it holds {len(raw) - start}; "
             "delete it and copy or download it again"
         )
+    stem = path.name.removesuffix(".gz")
+    size, digest = (checksums or {}).get(stem, (None, None))
+    if len(raw) == size and _sha256(path, raw) != digest:
+        raise ValueError(f"{path} does not match the published MNIST file (SHA-256 differs: some byte is "
+                         "wrong); delete it and copy or download it again")  # fmt: skip
     return np.frombuffer(raw, dtype=np.uint8, offset=start).reshape(dims)
+
+
+_DIGESTS = {}  # (file, size, modified): SHA-256; notebooks and tests load the same files many times
+
+
+def _sha256(path: Path, raw: bytes) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = hashlib.sha256(raw).hexdigest()
+    return _DIGESTS[key]
 
 
 def find_raw_dir(root, name="mnist") -> Path | None:
@@ -190,26 +245,26 @@ def _find(folder: Path, stem: str) -> Path | None:
 
 
 def full_data_dir(root=None, name="mnist") -> Path | None:
-    """Where the full raw files are: under ``root``, else under ``$TWOSTAGE_DATA``; None if neither
-    holds them. ``load_mnist``, the tests and the benchmark all look here."""
-    for r in (root, os.environ.get("TWOSTAGE_DATA")):
-        folder = find_raw_dir(r, name)
-        if folder is not None:
-            return folder
-    return None
+    """Where the full raw files are: under ``root`` when one is given, else under ``$TWOSTAGE_DATA``;
+    None if that folder does not hold them. ``load_mnist``, the tests and the benchmark look here."""
+    return find_raw_dir(root or os.environ.get("TWOSTAGE_DATA"), name)
 
 
-def read_raw(folder: Path) -> dict:
-    """The train and test arrays of one raw folder: {"train": (images, labels), "test": ...}."""
+def read_raw(folder: Path, name="mnist") -> dict:
+    """The train and test arrays of one raw folder: {"train": (images, labels), "test": ...}.
+
+    Checks every file: its header against its size (``read_idx``), 28x28 images, one label per
+    image, each label in 0-9, and for MNIST the published files' checksums."""
     out = {}
     for split, (img, lab) in _FILES.items():
-        images = torch.from_numpy(read_idx(_find(folder, img)).copy())
-        labels = torch.from_numpy(read_idx(_find(folder, lab)).astype(np.int64))
-        if images.ndim != 3 or len(images) != len(labels):
-            raise ValueError(
-                f"{folder}: {split} images {tuple(images.shape)} and labels "
-                f"{tuple(labels.shape)} do not match; re-copy the raw files"
-            )
+        img_path, lab_path = _find(folder, img), _find(folder, lab)
+        checksums = MNIST_SHA256 if name == "mnist" else None
+        images = torch.from_numpy(read_idx(img_path, checksums).copy())
+        labels = torch.from_numpy(read_idx(lab_path, checksums).astype(np.int64))
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
+            raise ValueError(f"{folder}: {split} images {tuple(images.shape)}, labels {tuple(labels.shape)}: "
+                             "not 28x28 images with one label each; copy or download the raw files again")  # fmt: skip
+        check_labels(labels, NUM_CLASSES, lab_path, "the classes", "the file is corrupted: copy or download it again")
         out[split] = (images, labels)
     return out
 
@@ -257,6 +312,8 @@ def load_bundled() -> Splits:
             f"the bundled subset {BUNDLED} is corrupted ({exc}); reinstall twostage_lib "
             "or regenerate it with scripts/make_bundled_subset.py"
         ) from exc
+    for split, (_, labels) in arrays.items():
+        check_labels(labels, NUM_CLASSES, f"{BUNDLED} ({split})", "the classes", "reinstall twostage_lib")
     return _make_splits(arrays, "mnist", "bundled", "bundled 10k-train subset in the package")
 
 
@@ -287,8 +344,8 @@ def load_mnist(root=None, source="auto", dataset="mnist", download_root=None, ve
 def _load_full(root, dataset, allow_fallback, download_root) -> Splits:
     folder = full_data_dir(root, dataset)
     if folder is not None:
-        return _make_splits(read_raw(folder), dataset, "full", str(folder))
-    roots = [r for r in (root, os.environ.get("TWOSTAGE_DATA")) if r]
+        return _make_splits(read_raw(folder, dataset), dataset, "full", str(folder))
+    roots = [r for r in [root or os.environ.get("TWOSTAGE_DATA")] if r]
     target = Path(download_root or (roots[0] if roots else Path.home() / ".cache" / "twostage"))
     if _online():
         try:
@@ -299,14 +356,15 @@ def _load_full(root, dataset, allow_fallback, download_root) -> Splits:
         else:
             reason = "the download did not produce the raw files"
         if folder is not None:
-            return _make_splits(read_raw(folder), dataset, "download", str(folder))
+            return _make_splits(read_raw(folder, dataset), dataset, "download", str(folder))
     else:
         reason = "there is no network to download it"
-    if allow_fallback:
+    if allow_fallback and not roots:  # a folder named by the caller that holds nothing is an error, not a fallback
         return load_bundled()
-    looked = ", ".join(str(Path(r).expanduser()) for r in roots) or "nowhere (no root, TWOSTAGE_DATA unset)"
+    looked = ", ".join(str(Path(r).expanduser()) for r in roots)
+    where = f"{looked} holds no {dataset} raw files" if roots else "no folder was given (no root, TWOSTAGE_DATA unset)"
     raise DataNotFoundError(
-        f"{dataset} not found: looked in {looked} and {reason}. Put the raw IDX files "
+        f"{dataset} not found: {where}, and {reason}. Put the raw IDX files "
         f"(train-images-idx3-ubyte[.gz] and the other three) in <root>/{DATASETS[dataset]}/raw/ and "
         "pass root=<root> or set TWOSTAGE_DATA=<root>; or use source='bundled' for the MNIST subset"
     )
@@ -334,12 +392,7 @@ class Batches:
         self.generator = torch.Generator().manual_seed(seed)
         self.sample_weights = None
         if sample_weights is not None:
-            self.sample_weights = torch.as_tensor(sample_weights, dtype=torch.double).cpu()
-            if len(self.sample_weights) != len(x) or not bool((self.sample_weights >= 0).all()):
-                raise ValueError(
-                    f"sample_weights needs one non-negative weight per sample ({len(x)}), "
-                    f"got {len(self.sample_weights)}"
-                )
+            self.sample_weights = check_sample_weights(sample_weights, len(x))
 
     def __len__(self):
         n = len(self.x)
@@ -362,6 +415,24 @@ class Batches:
                 yield self.x.index_select(0, idx), self.y.index_select(0, idx)
 
 
+def check_sample_weights(weights, n) -> torch.Tensor:
+    """One finite, non-negative weight per sample, not all zero (batches are drawn in proportion)."""
+    w = torch.as_tensor(weights, dtype=torch.double).cpu().flatten()
+    problem = None
+    if len(w) != n:
+        problem = f"has {len(w)} weights for {n} samples"
+    elif not bool(torch.isfinite(w).all()):
+        problem = f"holds NaN or infinity (index {int((~torch.isfinite(w)).nonzero()[0])})"
+    elif bool((w < 0).any()):
+        problem = f"holds negative weights (index {int((w < 0).nonzero()[0])})"
+    elif not bool((w > 0).any()):
+        problem = "is all zero, so no sample could be drawn"
+    if problem:
+        raise ValueError(f"sample_weights {problem}; pass one finite weight >= 0 per sample, e.g. "
+                         "ts.class_weights(labels)[labels]")  # fmt: skip
+    return w
+
+
 # ---------------------------------------------------------------- subsets
 
 
@@ -376,6 +447,8 @@ def validation_split(data: TensorData, n_val=5000, seed=0) -> tuple[TensorData, 
 
     ``n_val`` is a count or, below 1, a fraction. Stratified so every class keeps its share.
     """
+    if len(data) < 2:
+        raise ValueError(f"validation_split needs at least 2 training images to hold some out, got {len(data)}")
     n_val = int(round(n_val * len(data))) if 0 < n_val < 1 else int(n_val)
     if not 0 < n_val < len(data):
         raise ValueError(f"n_val must be between 1 and {len(data) - 1} (or a fraction), got {n_val}")
@@ -392,6 +465,10 @@ def validation_split(data: TensorData, n_val=5000, seed=0) -> tuple[TensorData, 
 
 def labels_per_class(data: TensorData, n: int, seed=0) -> TensorData:
     """A subset with exactly ``n`` labelled images of every class."""
+    if isinstance(n, bool) or not float(n).is_integer() or n < 1:
+        raise ValueError(f"labels_per_class needs n >= 1 whole labels per class, got {n}; for every label "
+                         "use the data as it is")  # fmt: skip
+    n = int(n)
     g = torch.Generator().manual_seed(seed)
     picks = []
     for c in range(data.num_classes):

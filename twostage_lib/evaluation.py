@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from .data import check_labels, class_indices
 from .runtime import as_tensors, select_device
 
 EVAL_BATCH_SIZE = 4096  # rows a chunk when evaluating: no autograd, so large chunks are cheap
@@ -101,13 +102,22 @@ def evaluate_model(
         return criterion(out, yb), out.argmax(1)
 
     with evaluating(model):  # each submodule keeps its own mode afterwards (a frozen stage 1 stays in eval)
+        with torch.no_grad():
+            outputs = model(x[:1]).shape[1]
+        check_labels(y, outputs, "evaluate_model", "the model's classes",
+                     f"labels go up to {int(y.max())} but the model has {outputs} outputs: evaluate on data "
+                     "with the classes the model was trained on")  # fmt: skip
         loss, pred = over_chunks(chunk, x, y, batch_size)
     return summarize(y, pred, loss, num_classes)
 
 
 def summarize(y, pred, loss, num_classes=None) -> Evaluation:
     """Every metric from the true labels and the predictions."""
-    k = num_classes or int(max(int(y.max()), int(pred.max()))) + 1
+    top = int(max(int(y.max()), int(pred.max())))
+    if num_classes is not None and top >= num_classes:
+        raise ValueError(f"num_classes={num_classes} but the labels go up to {int(y.max())} and the "
+                         f"predictions to {int(pred.max())}; pass num_classes={top + 1} or leave it out")  # fmt: skip
+    k = num_classes or top + 1
     confusion = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k).cpu()
     true_pos = confusion.diag().double()
     support, predicted = confusion.sum(1).double(), confusion.sum(0).double()
@@ -129,7 +139,12 @@ def class_weights(labels, num_classes=None, normalize=True) -> torch.Tensor:
 
     With ``normalize`` the weights average to 1 over the samples, so the loss keeps its scale.
     """
-    labels = torch.as_tensor(labels).long()
+    labels = class_indices(labels)
+    if len(labels) == 0 or int(labels.min()) < 0:
+        raise ValueError("class_weights needs labelled samples (class indices from 0); drop unlabelled (-1) ones")
+    if num_classes is not None and int(labels.max()) >= num_classes:
+        raise ValueError(f"labels go up to {int(labels.max())} but num_classes={num_classes}; pass "
+                         f"num_classes={int(labels.max()) + 1} or leave it out")  # fmt: skip
     k = num_classes or int(labels.max()) + 1
     counts = torch.bincount(labels, minlength=k).double()
     if (counts == 0).any():

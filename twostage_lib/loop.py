@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -20,6 +21,10 @@ from tqdm.auto import tqdm
 from .data import Batches
 from .evaluation import loss_and_accuracy
 from .runtime import as_tensors, precision_for
+
+# Set by the command line's Ctrl-C handler: the loop stops at the end of the current step, as if
+# interrupted there (an API caller's Ctrl-C raises KeyboardInterrupt directly).
+stop_requested = threading.Event()
 
 
 @dataclass
@@ -34,6 +39,7 @@ class History:
     seconds: float = 0.0
     objective: object = None  # stage 1's objective module (decoder / projection head)
     precision: str = "fp32"  # what the forward pass ran in: "fp32" or "bf16" (autocast)
+    stopped_at: dict | None = None  # where an interruption stopped training: {"epoch", "step"}
 
     def __getitem__(self, key):
         return [e.get(key) for e in self.epochs]
@@ -106,6 +112,7 @@ class LoopSettings:
 def make_optimizer(param_groups, lr, weight_decay=0.0):
     """Adam with a fused update (one kernel for all parameters) on CPU and CUDA, else foreach."""
     groups = [dict(g, params=list(g["params"])) if isinstance(g, dict) else g for g in param_groups]
+    check_learning_rates([{"lr": lr}, *[g for g in groups if isinstance(g, dict)]])
     device = (groups[0]["params"][0] if isinstance(groups[0], dict) else groups[0]).device
     fast = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
     return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, **fast)
@@ -127,28 +134,85 @@ def make_scheduler(name, optimizer, epochs, steps_per_epoch, step_size=None, gam
     raise ValueError(f"unknown scheduler {name!r}; choose 'step', 'cosine', None or pass an LR scheduler")
 
 
-class DivergenceGuard:
-    """Stops on a NaN or infinite loss before it reaches the weights; warns once when a finite
-    loss grows to 10x the first step's (at least 10: a memorized head starts near 0)."""
+GRADIENT_CAUSE = ("The loss was finite but its gradient was not: look for an operation whose gradient is "
+                  "undefined at some input (sqrt or log of 0, a division by 0) in the loss or the model.")  # fmt: skip
 
-    def __init__(self, stage, history):
-        self.stage, self.history = stage, history
+
+class DivergenceGuard:
+    """Keeps NaN and infinity out of the weights. Each step: a loss that is not finite (and, when
+    clipping computes it anyway, a gradient norm) stops training before the update. A non-finite
+    gradient shows in the next step's loss, or in the check after the epoch's last step: weights no
+    longer finite, or grown a million-fold. In every case the weights are put back to the epoch's
+    start and the error says where and why (docs/decisions.md, "Divergence"). Also warns once when
+    a finite loss grows to 10x the first step's (at least 10: a memorized head starts near 0)."""
+
+    MAX_GROWTH = 1e6  # weights a million times larger after one epoch: no learning rate meant that
+
+    def __init__(self, stage, history, modules, params):
+        self.stage, self.history, self.modules, self.params = stage, history, modules, params
         self.first, self.warned = None, False
         self.epoch = self.step = 0  # where training is: for the messages
+        self.saved, self.start_norm = None, 1.0
 
-    def check_step(self, value, step):
+    def start_epoch(self, epoch):
+        """Remember the epoch's starting weights (a copy on their own device) and their size."""
+        self.epoch, self.step = epoch, 0
+        self.saved = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in self.modules]
+        self.start_norm = float(torch.nn.utils.get_total_norm(self.params))
+
+    def check_loss(self, value, step, x):
         self.step = step
         if not math.isfinite(value):
-            raise TrainingDiverged(
-                f"{self.stage}: the loss became {value} in epoch {self.epoch + 1} at step {step}. The learning "
-                "rate is probably too high: try one 3-10x lower (or gradient clipping). The "
-                f"{len(self.history)} completed epochs are in this error's .history",
-                self.history,
-            )
+            detail, cause = self.after_update() if step > 0 else ("", None)
+            self.diverged(f"the loss became {value}", x, detail, cause)
         if self.first is None:
             self.first = value
 
-    def check_epoch(self, train_loss):
+    def check_gradient(self, norm, x):
+        if not math.isfinite(norm):
+            self.diverged(f"the gradient became {norm}", x, "", GRADIENT_CAUSE)
+
+    def check_weights(self):
+        """After an epoch's last step: the weights are finite and not a million times larger."""
+        norm = float(torch.nn.utils.get_total_norm(self.params))
+        if not math.isfinite(norm):
+            self.diverged(f"the weights became {norm}", None, *self.gradient_was_bad())
+        growth = norm / max(self.start_norm, 1.0)
+        if growth > self.MAX_GROWTH:
+            self.diverged(f"the weights grew {growth:.2g}-fold (norm {self.start_norm:.3g} to {norm:.3g})")
+
+    def after_update(self):
+        """When a loss is not finite: did the previous update already break the weights, and why?"""
+        if math.isfinite(float(torch.nn.utils.get_total_norm(self.params))):
+            return "", None
+        detail, cause = self.gradient_was_bad()
+        return f" (the update of step {self.step - 1} had made the weights non-finite{detail})", cause
+
+    def gradient_was_bad(self):
+        """(detail, cause) from the last step's gradient, still in .grad: was it not finite?"""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if grads and not math.isfinite(float(torch.nn.utils.get_total_norm(grads))):
+            return ": its gradient was not finite", GRADIENT_CAUSE
+        return "", None
+
+    def diverged(self, what, x=None, detail="", cause=None):
+        """Put the epoch's starting weights back, then raise TrainingDiverged naming where and why."""
+        with torch.no_grad():
+            for module, state in zip(self.modules, self.saved):
+                module.load_state_dict(state)
+        if x is not None and not bool(torch.isfinite(x).all()):
+            row = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).nonzero()[0])
+            cause = (f"The cause is in the data: the inputs of this batch are not finite (row {row}); check the "
+                     "data, or the augmentation that made them.")  # fmt: skip
+        cause = cause or "The learning rate is probably too high: try one 3-10x lower (or gradient clipping)."
+        raise TrainingDiverged(
+            f"{self.stage}: {what} in epoch {self.epoch + 1} at step {self.step}{detail}; the weights were put "
+            f"back to the start of epoch {self.epoch + 1}. {cause} The {len(self.history)} completed epochs are "
+            "in this error's .history",
+            self.history,
+        )
+
+    def check_loss_growth(self, train_loss):
         if self.warned or train_loss <= 10 * max(abs(self.first), 1.0):
             return
         self.warned = True
@@ -160,9 +224,10 @@ class DivergenceGuard:
         )
 
 
-def train_epoch(optimizer, batches, loss_fn, check, *, clip_grad_norm=None, step_scheduler=None, mixed=False):
+def train_epoch(optimizer, batches, loss_fn, guard, *, augment=None, clip_grad_norm=None, step_scheduler=None,
+                mixed=False):  # fmt: skip
     """One pass over ``batches``; returns its record (mean training loss, learning rates, gradient norms).
-    ``check(loss, step)`` sees each step's loss before the weights move."""
+    ``guard`` (a DivergenceGuard) sees each step's loss and gradient before the weights move."""
     params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
     device = params[0].device
     total, seen = 0.0, 0
@@ -170,22 +235,27 @@ def train_epoch(optimizer, batches, loss_fn, check, *, clip_grad_norm=None, step
     for step, (x, y) in enumerate(batches):
         # forward, in bfloat16 where the precision policy chose it
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
+            x = augment(x) if augment is not None else x
             loss = loss_fn(x, y)
         # read the loss on the host every step: a NaN never moves a weight (docs/decisions.md)
         value = loss.item()
-        check(value, step)
-        # backward, clip, update
+        guard.check_loss(value, step, x)
+        # backward, clip (a non-finite gradient norm then stops training before the update)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip_grad_norm is not None:
             norm = torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)  # the norm before clipping
+            guard.check_gradient(norm.item(), x)
             norm_sum += norm
             norm_max = torch.maximum(norm_max, norm)
+        # update
         optimizer.step()
         if step_scheduler is not None:
             step_scheduler.step()
         total += value * len(x)
         seen += len(x)
+        if stop_requested.is_set():  # the command line's first Ctrl-C: stop after this step
+            raise KeyboardInterrupt
     lrs = [g["lr"] for g in optimizer.param_groups]  # used this epoch
     record = {"train_loss": total / max(seen, 1), "lr": lrs[-1], "lrs": lrs}
     if clip_grad_norm is not None:
@@ -194,48 +264,40 @@ def train_epoch(optimizer, batches, loss_fn, check, *, clip_grad_norm=None, step
     return record
 
 
-def fit(
-    stage,
-    model,
-    optimizer,
-    batches,
-    loss_fn,
-    epochs,
-    settings=None,
-    *,
-    validate=None,
-    train_modules=None,
-    objective=None,
-) -> History:
+def fit(stage, model, optimizer, batches, loss_fn, epochs, settings=None, *, validate=None, train_modules=None,
+        objective=None, augment=None) -> History:  # fmt: skip
     """Train for ``epochs`` passes over ``batches`` with ``loss_fn(x, y) -> loss``.
 
-    Stops with ``TrainingDiverged`` (history kept) on a NaN or infinite loss; on Ctrl-C it finishes
-    cleanly and returns the history with ``interrupted=True``. ``validate()`` returns the epoch's
-    validation metrics; ``train_modules`` are put in train mode each epoch (default: the model).
+    Stops with ``TrainingDiverged`` (history kept, weights put back) when a loss, gradient or weight
+    stops being finite; on Ctrl-C it finishes cleanly and returns the history with ``interrupted``.
+    ``validate()`` returns the epoch's validation metrics; ``train_modules`` are put in train mode
+    each epoch (default: the model); ``augment(x)`` changes each batch before the forward pass.
     """
     s = settings or LoopSettings()
     if s.early_stopping is not None and validate is None:
-        raise ValueError(
-            "early_stopping watches the validation loss: pass val= (a validation set, e.g. from "
-            "ts.validation_split) or drop early_stopping"
-        )
+        raise ValueError("early_stopping watches the validation loss: pass val= (a validation set, e.g. from "
+                         "ts.validation_split) or drop early_stopping")  # fmt: skip
+    check_learning_rates(optimizer.param_groups)
     history = History(stage, objective=objective)
-    # set up: schedule, precision, logging, progress bar
+    # set up: schedule, precision, logging, progress bar, the copy of the weights divergence puts back
     scheduler, per_step = make_scheduler(s.scheduler, optimizer, epochs, len(batches))
     history.precision = step_precision(optimizer, batches, s.precision)
-    writer, guard = open_writer(s.writer), DivergenceGuard(stage, history)
-    bar = tqdm(range(epochs), desc=stage, disable=not s.progress, leave=True)
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+    guard = DivergenceGuard(stage, history, trained_modules(model, train_modules), params)
+    writer, bar = open_writer(s.writer), tqdm(range(epochs), desc=stage, disable=not s.progress, leave=True)
     start = time.perf_counter()
     try:
         for epoch in bar:
-            t0, guard.epoch = time.perf_counter(), epoch
+            t0 = time.perf_counter()
+            guard.start_epoch(epoch)
             for m in train_modules or [model]:
                 m.train()
             record = {"epoch": epoch + 1}
-            record.update(train_epoch(optimizer, batches, loss_fn, guard.check_step, clip_grad_norm=s.clip_grad_norm,
-                                      step_scheduler=scheduler if per_step else None,
-                                      mixed=history.precision == "bf16"))  # fmt: skip
-            guard.check_epoch(record["train_loss"])
+            record.update(train_epoch(optimizer, batches, loss_fn, guard, augment=augment,
+                                      clip_grad_norm=s.clip_grad_norm, mixed=history.precision == "bf16",
+                                      step_scheduler=scheduler if per_step else None))  # fmt: skip
+            guard.check_weights()
+            guard.check_loss_growth(record["train_loss"])
             if scheduler is not None and not per_step:
                 scheduler.step()
             # validate, log, decide whether to stop
@@ -249,12 +311,9 @@ def fit(
                 history.stopped_early = True
                 break
     except KeyboardInterrupt:
-        history.interrupted = True
-        warnings.warn(
-            f"{stage}: interrupted in epoch {guard.epoch + 1}, step {guard.step}; the model keeps its latest "
-            f"weights and the history its {len(history)} completed epochs",
-            stacklevel=2,
-        )
+        history.interrupted, history.stopped_at = True, {"epoch": guard.epoch + 1, "step": guard.step}
+        warnings.warn(f"{stage}: interrupted in epoch {guard.epoch + 1}, step {guard.step}; the model keeps its "
+                      f"latest weights and the history its {len(history)} completed epochs", stacklevel=2)  # fmt: skip
     finally:
         bar.close()
         history.seconds = time.perf_counter() - start
@@ -263,6 +322,21 @@ def fit(
     if s.early_stopping is not None and s.early_stopping.restore_best and s.early_stopping.restore(model):
         history.best_epoch = s.early_stopping.best_epoch
     return history
+
+
+def trained_modules(model, train_modules):
+    """The model and any trained module outside it (stage 1's decoder or projection head)."""
+    inside = {id(m) for m in model.modules()}
+    return [model, *[m for m in train_modules or [] if id(m) not in inside]]
+
+
+def check_learning_rates(groups):
+    """Every group's learning rate is a finite number >= 0 (refused before any step, not after a NaN)."""
+    for group in groups:
+        lr = group.get("lr")
+        if lr is not None and not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"the learning rate {lr} must be a finite number >= 0 (typical: 1e-4 to 1e-2); "
+                             "check lr and stage1_lr_scale")  # fmt: skip
 
 
 def step_precision(optimizer, batches, precision) -> str:

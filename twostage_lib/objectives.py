@@ -97,7 +97,8 @@ OBJECTIVES = {cls.name: cls for cls in (Autoencoder, Denoising, Contrastive)}
 
 
 def make_objective(objective, model, image_shape=(1, 28, 28)):
-    """An objective module from a name, or the given module / callable unchanged."""
+    """An objective module from a name, or the given module / callable unchanged. ``image_shape`` may
+    be a function that returns it: only the contrastive objective, whose views are 2-D, asks."""
     if isinstance(objective, str):
         if objective not in OBJECTIVES:
             raise ValueError(
@@ -105,7 +106,7 @@ def make_objective(objective, model, image_shape=(1, 28, 28)):
                 f"{', '.join(OBJECTIVES)} or pass a callable loss(model, x)"
             )
         if objective == "contrastive":
-            return Contrastive(model, image_shape=image_shape)
+            return Contrastive(model, image_shape=image_shape() if callable(image_shape) else image_shape)
         return OBJECTIVES[objective](model)
     if callable(objective) or hasattr(objective, "loss"):
         return objective

@@ -43,7 +43,9 @@ class PipelineConfig:
 def run_pipeline(config: PipelineConfig, splits=None, model=None, on_epoch=None) -> dict:
     """Train and evaluate the three stages; returns the report (what ``--json`` writes).
 
-    ``on_epoch(stage, record)`` is called after every epoch of every stage.
+    ``on_epoch(stage, record)`` is called after every epoch of every stage. An interrupted stage
+    (Ctrl-C) ends the run there: the report keeps the stages so far, with ``"interrupted": true``,
+    where it stopped (``"interrupted_at"``), and the interrupted model's test accuracy.
     """
     started = time.perf_counter()
     seed_everything(config.seed)
@@ -62,7 +64,11 @@ def run_pipeline(config: PipelineConfig, splits=None, model=None, on_epoch=None)
         t0 = time.perf_counter()
         history = train_stage()
         report["stages"][name] = _stage_report(model, None if name == "stage1" else splits.test, history, t0)
-    report["final_test_accuracy"] = report["stages"]["finetune"]["test_accuracy"]
+        if history.interrupted:  # Ctrl-C stops the whole run: the stages after this one never start
+            report["interrupted_at"] = {"stage": name, **history.stopped_at}
+            break
+    report["interrupted"] = "interrupted_at" in report
+    report["final_test_accuracy"] = list(report["stages"].values())[-1]["test_accuracy"]
     report["total_seconds"] = time.perf_counter() - started
     report["torch_threads"] = torch.get_num_threads()
     return report
@@ -104,9 +110,15 @@ def _stage_report(model, test, history, t0) -> dict:
 
 
 def format_table(report: dict) -> str:
+    percent = lambda a: "-" if a is None else f"{100 * a:.2f}%"  # noqa: E731
+    stopped = report.get("interrupted_at") or {}
     lines = [f"{'stage':<10} {'test accuracy':>14} {'seconds':>9}  precision on {report['device']}"]
     for name, s in report["stages"].items():
-        acc = "-" if s["test_accuracy"] is None else f"{100 * s['test_accuracy']:.2f}%"
-        lines.append(f"{name:<10} {acc:>14} {s['seconds']:>9.1f}  {s.get('precision', '')}")
-    lines.append(f"{'total':<10} {100 * report['final_test_accuracy']:>13.2f}% {report['total_seconds']:>9.1f}")
+        mark = (
+            f"  interrupted in epoch {stopped['epoch']}, step {stopped['step']}" if name == stopped.get("stage") else ""
+        )
+        lines.append(
+            f"{name:<10} {percent(s['test_accuracy']):>14} {s['seconds']:>9.1f}  {s.get('precision', '')}{mark}"
+        )
+    lines.append(f"{'total':<10} {percent(report['final_test_accuracy']):>14} {report['total_seconds']:>9.1f}")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import torch
 
-from .data import TensorData, class_indices
+from .data import TensorData
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # Below this much work a step (trained weights x batch size) bfloat16 casts cost more than they
@@ -33,10 +33,17 @@ def select_device(device="auto") -> torch.device:
         return torch.device("cpu")
     try:
         device = torch.device(device)
-    except RuntimeError:
+    except (RuntimeError, TypeError):
         raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"cannot train on device '{device}'; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use device='cpu'")
+        raise ValueError(f"device '{device}' was asked for but no CUDA GPU is available; use device='cpu'")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"no CUDA GPU {device.index}: this machine has {torch.cuda.device_count()} (cuda:0 and up)")
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and not (mps and mps.is_available()):
+        raise ValueError("device 'mps' was asked for but there is no Apple MPS device here; use device='cpu'")
     return device
 
 
@@ -51,7 +58,7 @@ def as_tensors(data, device, batch_size=4096):
         data = torch.utils.data.DataLoader(data, batch_size=batch_size)
     if isinstance(data, torch.utils.data.DataLoader):
         xs, ys = zip(*((x.reshape(len(x), -1).float(), torch.as_tensor(y)) for x, y in data))
-        return torch.cat(xs).to(device), class_indices(torch.cat(ys)).to(device)
+        return TensorData(torch.cat(xs), torch.cat(ys), source="the dataset's images").on(device)
     raise TypeError(
         f"cannot train on {type(data).__name__}: pass a TensorData (from load_mnist), "
         "an (X, y) pair of tensors, or a torch Dataset / DataLoader"

@@ -52,7 +52,8 @@ def train_stage1(
     settings = LoopSettings(scheduler, clip_grad_norm, early_stopping, writer, progress, callback, precision)
     device, x, y = _prepare(model, data, device, seed)
     unfreeze_stage1(model)
-    obj = make_objective(objective, model, image_shape_of(data, x))
+    shape = lambda: image_shape_of(data, x)  # noqa: E731 - asked only by objectives that need images
+    obj = make_objective(objective, model, shape)
     heads = [obj.to(device)] if isinstance(obj, nn.Module) else []  # the decoder or projection head
     loss_of = obj.loss if hasattr(obj, "loss") else obj
     if isinstance(obj, Contrastive) and min(batch_size, len(x)) < 2:
@@ -222,20 +223,9 @@ def finetune(
         generator = torch.Generator(device=device).manual_seed(seed)  # on the device: no per-step copy
         augment = lambda xb: augment_batch(xb, shape, generator=generator)  # noqa: E731
 
-    def loss_fn(xb, yb):
-        return criterion(model(augment(xb) if augment else xb), yb)
-
     batches = Batches(x, y, batch_size, seed=seed, sample_weights=sample_weights)
-    history = fit(
-        stage,
-        model,
-        make_optimizer(groups, lr),
-        batches,
-        loss_fn,
-        epochs,
-        settings,
-        validate=validator(model, val, device),
-    )
+    history = fit(stage, model, make_optimizer(groups, lr), batches, lambda xb, yb: criterion(model(xb), yb), epochs,
+                  settings, validate=validator(model, val, device), augment=augment or None)  # fmt: skip
     model.eval()
     return history
 

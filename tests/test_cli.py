@@ -6,6 +6,10 @@ import pytest
 
 from twostage_lib.__main__ import main
 
+# one epoch of each stage on the bundled subset, autoencoder stage 1: the quickest whole run
+QUICK = ["run", "--data", "bundled", "--epochs-stage1", "1", "--epochs-stage2", "1", "--epochs-finetune", "1",
+         "--objective", "autoencoder", "--no-progress", "--device", "cpu"]  # fmt: skip
+
 
 @pytest.mark.parametrize(
     "argv",
@@ -28,28 +32,7 @@ def test_bad_flags_exit_2_with_usage(argv, capsys):
 
 def test_run_prints_a_table_and_writes_the_report(tmp_path, capsys):
     path = tmp_path / "report.json"
-    code = main(
-        [
-            "run",
-            "--data",
-            "bundled",
-            "--epochs-stage1",
-            "1",
-            "--epochs-stage2",
-            "1",
-            "--epochs-finetune",
-            "1",
-            "--objective",
-            "autoencoder",
-            "--labels-per-class",
-            "50",
-            "--no-progress",
-            "--device",
-            "cpu",
-            "--json",
-            str(path),
-        ]
-    )
+    code = main([*QUICK, "--labels-per-class", "50", "--json", str(path)])
     out = capsys.readouterr().out
     assert code == 0 and "stage1" in out and "finetune" in out and "test accuracy" in out
     report = json.loads(path.read_text())
@@ -67,30 +50,7 @@ def test_module_entry_point():
 
 def test_precision_flag_reaches_the_report(tmp_path, capsys):
     path = tmp_path / "report.json"
-    main(
-        [
-            "run",
-            "--data",
-            "bundled",
-            "--epochs-stage1",
-            "1",
-            "--epochs-stage2",
-            "1",
-            "--epochs-finetune",
-            "1",
-            "--objective",
-            "autoencoder",
-            "--labels-per-class",
-            "20",
-            "--no-progress",
-            "--device",
-            "cpu",
-            "--precision",
-            "fp32",
-            "--json",
-            str(path),
-        ]
-    )
+    main([*QUICK, "--labels-per-class", "20", "--precision", "fp32", "--json", str(path)])
     stages = json.loads(path.read_text())["stages"]
     assert {s["precision"] for s in stages.values()} == {"fp32"}
     assert "precision on cpu" in capsys.readouterr().out
@@ -99,30 +59,7 @@ def test_precision_flag_reaches_the_report(tmp_path, capsys):
 def test_stage2_has_its_own_batch_and_learning_rate(tmp_path):
     path = tmp_path / "report.json"
     main(
-        [
-            "run",
-            "--data",
-            "bundled",
-            "--epochs-stage1",
-            "1",
-            "--epochs-stage2",
-            "1",
-            "--epochs-finetune",
-            "1",
-            "--objective",
-            "autoencoder",
-            "--labels-per-class",
-            "20",
-            "--no-progress",
-            "--device",
-            "cpu",
-            "--batch-size-stage2",
-            "100",
-            "--lr-stage2",
-            "0.004",
-            "--json",
-            str(path),
-        ]
+        [*QUICK, "--labels-per-class", "20", "--batch-size-stage2", "100", "--lr-stage2", "0.004", "--json", str(path)]
     )
     report = json.loads(path.read_text())
     assert report["config"]["batch_size_stage2"] == 100 and report["config"]["batch_size"] == 512

@@ -24,25 +24,10 @@ STAGE2_BATCH_SIZE = 2048
 STAGE2_LR = 8e-3
 
 
-def train_stage1(
-    model,
-    data,
-    objective="autoencoder",
-    epochs=5,
-    lr=1e-3,
-    batch_size=DEFAULT_BATCH_SIZE,
-    device="auto",
-    seed=0,
-    val=None,
-    *,
-    scheduler=None,
-    clip_grad_norm=None,
-    early_stopping=None,
-    writer=None,
-    progress=True,
-    callback=None,
-    precision="auto",
-):
+def train_stage1(model, data, objective="autoencoder", epochs=5, lr=1e-3, batch_size=DEFAULT_BATCH_SIZE,
+                 device="auto", seed=0, val=None,
+                 *, scheduler=None, clip_grad_norm=None, early_stopping=None,
+                 writer=None, progress=True, callback=None, precision="auto"):  # fmt: skip
     """Stage 1: train ``model.stage1`` on images alone (labels ignored).
 
     ``objective`` is ``"autoencoder"``, ``"denoising"``, ``"contrastive"``, an objective module or a
@@ -111,27 +96,10 @@ def _check_stage1_gradient(model, loss_of, x, objective):
         )
 
 
-def train_stage2(
-    model,
-    data,
-    epochs=5,
-    lr=STAGE2_LR,
-    batch_size=STAGE2_BATCH_SIZE,
-    device="auto",
-    seed=0,
-    val=None,
-    cache_features=True,
-    optimizer=None,
-    criterion=None,
-    *,
-    scheduler=None,
-    clip_grad_norm=None,
-    early_stopping=None,
-    writer=None,
-    progress=True,
-    callback=None,
-    precision="auto",
-):
+def train_stage2(model, data, epochs=5, lr=STAGE2_LR, batch_size=STAGE2_BATCH_SIZE, device="auto", seed=0,
+                 val=None, cache_features=True, optimizer=None, criterion=None,
+                 *, scheduler=None, clip_grad_norm=None, early_stopping=None,
+                 writer=None, progress=True, callback=None, precision="auto"):  # fmt: skip
     """Stage 2: train ``model.stage2`` on stage 1's frozen features (slides 3 and 4).
 
     Stage 1 is frozen and in eval mode; its features are computed without autograd, once for the
@@ -180,29 +148,10 @@ def stage1_features(model, x, batch_size=DEFAULT_BATCH_SIZE):
     return torch.cat([model.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def finetune(
-    model,
-    data,
-    epochs=5,
-    lr=1e-3,
-    stage1_lr_scale=0.1,
-    batch_size=DEFAULT_BATCH_SIZE,
-    device="auto",
-    seed=0,
-    val=None,
-    augment=False,
-    criterion=None,
-    stage="finetune",
-    sample_weights=None,
-    *,
-    scheduler=None,
-    clip_grad_norm=None,
-    early_stopping=None,
-    writer=None,
-    progress=True,
-    callback=None,
-    precision="auto",
-):
+def finetune(model, data, epochs=5, lr=1e-3, stage1_lr_scale=0.1, batch_size=DEFAULT_BATCH_SIZE, device="auto",
+             seed=0, val=None, augment=False, criterion=None, stage="finetune", sample_weights=None,
+             *, scheduler=None, clip_grad_norm=None, early_stopping=None,
+             writer=None, progress=True, callback=None, precision="auto"):  # fmt: skip
     """Fine-tune end to end (slide 5): stage 1 unfrozen at ``lr * stage1_lr_scale``, stage 2 at ``lr``.
 
     The smaller step for stage 1 keeps its pretrained features from being wrecked by the large
@@ -230,50 +179,14 @@ def finetune(
     return history
 
 
-def train_supervised(
-    model,
-    data,
-    epochs=5,
-    lr=1e-3,
-    batch_size=DEFAULT_BATCH_SIZE,
-    device="auto",
-    seed=0,
-    val=None,
-    augment=False,
-    criterion=None,
-    sample_weights=None,
-    *,
-    scheduler=None,
-    clip_grad_norm=None,
-    early_stopping=None,
-    writer=None,
-    progress=True,
-    callback=None,
-    precision="auto",
-):
+def train_supervised(model, data, epochs=5, lr=1e-3, batch_size=DEFAULT_BATCH_SIZE, device="auto", seed=0,
+                     val=None, augment=False, criterion=None, sample_weights=None,
+                     *, scheduler=None, clip_grad_norm=None, early_stopping=None,
+                     writer=None, progress=True, callback=None, precision="auto"):  # fmt: skip
     """The baseline: the same network trained end to end from scratch, one learning rate."""
-    return finetune(
-        model,
-        data,
-        epochs,
-        lr,
-        1.0,
-        batch_size,
-        device,
-        seed,
-        val,
-        augment,
-        criterion,
-        "supervised",
-        sample_weights,
-        scheduler=scheduler,
-        clip_grad_norm=clip_grad_norm,
-        early_stopping=early_stopping,
-        writer=writer,
-        progress=progress,
-        callback=callback,
-        precision=precision,
-    )
+    return finetune(model, data, epochs, lr, 1.0, batch_size, device, seed, val, augment, criterion, "supervised",
+                    sample_weights, scheduler=scheduler, clip_grad_norm=clip_grad_norm, early_stopping=early_stopping,
+                    writer=writer, progress=progress, callback=callback, precision=precision)  # fmt: skip
 
 
 def _prepare(model, data, device, seed, classify=False):

@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# PyTorch's CPU-only build by default on Linux (the course runs on a CPU); `make CUDA=1 run` for the CUDA one
+CUDA ?= 0
 
 # Development and CI: the full MNIST files beside the clone, unless TWOSTAGE_DATA names others
 # (the one place this convention lives; the library, tests and benchmark read TWOSTAGE_DATA).
@@ -11,11 +13,13 @@ export TWOSTAGE_DATA := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: run test lint notebooks bench lab clean
+.PHONY: run test lint notebooks notebooks-budget bench lab clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else "twostage needs Python 3.11 or newer, but $(PYTHON) is %d.%d.%d: install 3.11+ (python.org, pyenv or conda), then run make PYTHON=python3.11 run" % v[:3])'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
+	$(PY) tools/install_torch.py $(if $(filter 1,$(CUDA)),--cuda)
 	$(PY) -m pip install -r requirements.txt
 	touch $@
 
@@ -24,7 +28,7 @@ run: $(VENV)/.installed          ## the main job: the whole two-stage pipeline, 
 
 test: $(VENV)/.installed lint    ## every test: lint, the library's unit tests, then the notebooks under nbval
 	$(PY) -m pytest tests
-	$(PY) -m pytest --nbval notebooks --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
+	$(PY) -m pytest --nbval notebooks
 
 lint: $(VENV)/.installed         ## ruff: lint and format check (`ruff format .` fixes the format)
 	$(VENV)/bin/ruff check .
@@ -35,6 +39,9 @@ lab: $(VENV)/.installed          ## open the course in JupyterLab
 
 notebooks: $(VENV)/.installed    ## re-execute every notebook top to bottom, in place, with outputs
 	$(PY) tools/execute_notebooks.py
+
+notebooks-budget: $(VENV)/.installed  ## every notebook on one core, one thread, float32: time and memory (README)
+	$(PY) tools/notebook_budget.py
 
 bench: $(VENV)/.installed        ## the speed benchmark (README.md, Speed)
 	$(PY) benchmarks/speed.py

@@ -1,4 +1,4 @@
-"""Generate twostage_lib/data/mnist_subset.npz from the raw MNIST files.
+"""Generate twostage_lib/bundled/mnist_subset.npz from the raw MNIST files.
 
 The subset: the full 10,000-image test set and a stratified 10,000-image training subset
 (1,000 per digit, drawn with a fixed seed). Usage:

@@ -2,9 +2,8 @@
 
 import ast
 import inspect
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 import twostage_lib as ts
 

@@ -86,6 +86,13 @@ def test_varying_outputs_are_marked(path):
             assert cell.source.startswith("# NBVAL_IGNORE_OUTPUT"), (path.name, cell.source[:80])
 
 
+def test_every_notebook_opens_with_the_same_colab_setup_cell():
+    cells = [load(path).cells[1] for path in NOTEBOOKS]
+    assert all(c.cell_type == "code" and "google.colab" in c.source for c in cells)
+    assert len({c.source for c in cells}) == 1, "one setup cell, the same in every notebook"
+    assert all(not c.outputs for c in cells), "outside Colab it prints nothing"
+
+
 def _set_repository_module(root):
     import importlib.util
 
@@ -100,16 +107,26 @@ def _badges(text):
     return re.findall(r"https://mybinder\.org/v2/gh/[^)\s\"]+", text)
 
 
+def _colab_badges(text):
+    return re.findall(r"https://colab\.research\.google\.com/github/[^)\s\"]+", text)
+
+
 def test_every_badge_opens_the_recorded_repository():
     tool = _set_repository_module(ROOT)
     slug, branch = tool.repository()
     prefix = tool.badge_prefix(slug, branch)
     for path in [ROOT / "README.md", *NOTEBOOKS]:
-        badges = _badges(path.read_text())
-        assert badges, f"{path.name} has no Binder badge"
-        for url in badges:
-            assert url.startswith(prefix), f"{path.name}: {url} is not {prefix}...; run tools/set_repository.py"
-            assert (ROOT / url[len(prefix) :]).is_file(), f"{path.name}: {url} opens a file that does not exist"
+        text = path.read_text()
+        for kind, badges, start in (("Binder", _badges(text), prefix),
+                                    ("Colab", _colab_badges(text), tool.colab_prefix(slug, branch))):  # fmt: skip
+            assert len(badges) == 1, f"{path.name} needs one {kind} badge, has {len(badges)}"
+            for url in badges:
+                assert url.startswith(start), f"{path.name}: {url} is not {start}...; run tools/set_repository.py"
+                assert (ROOT / url[len(start) :]).is_file(), f"{path.name}: {url} opens a file that does not exist"
+            if path.suffix == ".ipynb":
+                assert url.endswith(f"notebooks/{path.name}"), f"{path.name}: its {kind} badge opens {url}"
+        if path.suffix == ".ipynb":
+            assert f'TWOSTAGE_REPO\\", \\"https://github.com/{slug}\\"' in text, "the setup cell clones the course"
 
 
 def test_set_repository_moves_every_badge(tmp_path):
@@ -122,8 +139,12 @@ def test_set_repository_moves_every_badge(tmp_path):
     tool.main(["someone/course", "--branch", "dev"])
     assert tool.repository() == ("someone/course", "dev")
     for path in [tmp_path / "README.md", *sorted((tmp_path / "notebooks").glob("*.ipynb"))]:
-        for url in _badges(path.read_text()):
+        text = path.read_text()
+        for url in _badges(text):
             assert url.startswith("https://mybinder.org/v2/gh/someone/course/dev?urlpath=lab/tree/"), url
+        for url in _colab_badges(text):
+            assert url.startswith("https://colab.research.google.com/github/someone/course/blob/dev/"), url
+        assert "twostage/twostage" not in text, path.name
         if path.suffix == ".ipynb":
             nbformat.validate(nbformat.read(path, as_version=4))
     with pytest.raises(SystemExit):

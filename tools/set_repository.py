@@ -1,4 +1,5 @@
-"""Point every "open in Binder" badge (README.md, notebooks/*.ipynb) at a GitHub repository.
+"""Point every "open in Binder" and "open in Colab" badge (README.md, notebooks/*.ipynb), and the
+repository the notebooks' Colab setup cell clones, at a GitHub repository.
 
     python tools/set_repository.py OWNER/NAME [--branch main]
 
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import re
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BADGE = re.compile(r"https://mybinder\.org/v2/gh/[^/\s)]+/[^/\s)]+/[^?\s)]+\?urlpath=lab/tree/")
+COLAB = re.compile(r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/[^/\s)]+/")
+CLONE = re.compile(r'(TWOSTAGE_REPO\\?", \\?")https://github\.com/[\w.-]+/[\w.-]+')  # the setup cell's default
 
 
 def repository() -> tuple[str, str]:
@@ -28,6 +30,10 @@ def repository() -> tuple[str, str]:
 
 def badge_prefix(slug: str, branch: str) -> str:
     return f"https://mybinder.org/v2/gh/{slug}/{branch}?urlpath=lab/tree/"
+
+
+def colab_prefix(slug: str, branch: str) -> str:
+    return f"https://colab.research.google.com/github/{slug}/blob/{branch}/"
 
 
 def main(argv=None):
@@ -46,6 +52,8 @@ def main(argv=None):
     for path in [ROOT / "README.md", *sorted((ROOT / "notebooks").glob("*.ipynb"))]:
         old = path.read_text()
         new = BADGE.sub(prefix, old)  # notebooks are JSON text: the URL holds no characters JSON escapes
+        new = COLAB.sub(colab_prefix(args.slug, args.branch), new)
+        new = CLONE.sub(rf"\g<1>https://github.com/{args.slug}", new)
         if new != old:
             path.write_text(new)
             changed += 1

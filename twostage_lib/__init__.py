@@ -25,7 +25,8 @@ from .freezing import freeze_stage1, is_frozen, snapshot, unchanged, unfreeze_st
 from .loop import EarlyStopping, History, TrainingDiverged
 from .models import TransferTwoStageNetwork, TwoStageNetwork, WeightsUnavailableError, count_parameters
 from .objectives import Autoencoder, Contrastive, Denoising, seeds_loss
-from .runtime import has_fast_bf16, seed_everything, select_device
+from .runtime import has_fast_bf16, match_threads_to_quota, seed_everything, select_device
 from .training import finetune, stage1_features, train_stage1, train_stage2, train_supervised
 
 __all__ = [name for name in dir() if not name.startswith("_")]
+match_threads_to_quota()  # torch's threads follow the container's CPU quota, not the host's cores

@@ -21,7 +21,7 @@ import torch
 # torchvision's folder name for each dataset it knows by name
 DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
 SOURCES = ("auto", "full", "bundled")
-BUNDLED = Path(__file__).parent / "data" / "mnist_subset.npz"
+BUNDLED = Path(__file__).parent / "bundled" / "mnist_subset.npz"
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -106,12 +106,14 @@ class TensorData:
         return TensorData(self.images[index], self.labels[index], self.mean, self.std, self.source)
 
     def on(self, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flattened, normalized float inputs and labels on ``device``, computed once and cached."""
+        """Flattened, normalized float inputs and labels on ``device``, computed once and cached.
+        One float copy, normalized in place: no temporaries the size of the dataset."""
         key = str(torch.device(device))
         if key not in self._on_device:
-            x = self.images.to(device).reshape(len(self), self.num_features)
-            x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-            x = (x - self.mean) / self.std
+            x = self.images.reshape(len(self), self.num_features).to(device, torch.float32, copy=True)
+            if self.images.dtype == torch.uint8:
+                x.div_(255)
+            x.sub_(self.mean).div_(self.std)
             self._on_device[key] = (x, self.labels.to(device))
         return self._on_device[key]
 

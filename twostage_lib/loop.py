@@ -325,9 +325,10 @@ def fit(stage, model, optimizer, batches, loss_fn, epochs, settings=None, *, val
 
 
 def trained_modules(model, train_modules):
-    """The model and any trained module outside it (stage 1's decoder or projection head)."""
-    inside = {id(m) for m in model.modules()}
-    return [model, *[m for m in train_modules or [] if id(m) not in inside]]
+    """What an epoch can change, so what divergence puts back: the modules in training (stage 2
+    alone, stage 1 with its decoder or projection head), or the whole model. A frozen stage 1 (the
+    transfer network's 11 million weights) is not copied every epoch."""
+    return list(train_modules or [model])
 
 
 def check_learning_rates(groups):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
 import random
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,6 +17,31 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # Below this much work a step (trained weights x batch size) bfloat16 casts cost more than they
 # save: docs/decisions.md, "bfloat16 threshold".
 BF16_MIN_WORK = 12_000_000
+
+
+def cpu_quota(cgroup=Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may really use: its affinity mask, capped by a cgroup CPU quota (a Binder or
+    Docker limit: cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``), which the core count ignores."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            fields = (cgroup / quota_file).read_text().split()
+            quota, period = fields[0], fields[1] if period_file is None else (cgroup / period_file).read_text()
+            if quota not in ("max", "-1"):
+                n = min(n, max(1, math.ceil(int(quota) / int(period))))
+        except (OSError, ValueError, IndexError):
+            continue
+    return n
+
+
+def match_threads_to_quota() -> int:
+    """At import: torch's thread pool follows the CPU quota instead of the host's cores (on a 1-CPU
+    container it would otherwise oversubscribe). ``TWOSTAGE_THREADS=N`` sets it outright."""
+    wanted = os.environ.get("TWOSTAGE_THREADS")
+    n = int(wanted) if wanted else min(cpu_quota(), torch.get_num_threads())
+    if n != torch.get_num_threads():
+        torch.set_num_threads(n)
+    return n
 
 
 def seed_everything(seed=0) -> None:
@@ -67,7 +95,10 @@ def as_tensors(data, device, batch_size=4096):
 
 def has_fast_bf16(device) -> bool:
     """True where bfloat16 matrix products run in hardware: CUDA GPUs that support it, and CPUs
-    with AVX-512 BF16 or AMX (recent AMD EPYC / Ryzen, Intel Xeon from Sapphire Rapids)."""
+    with AVX-512 BF16 or AMX (recent AMD EPYC / Ryzen, Intel Xeon from Sapphire Rapids).
+    ``TWOSTAGE_NO_FAST_BF16=1`` answers False, to measure a machine without it on one that has it."""
+    if os.environ.get("TWOSTAGE_NO_FAST_BF16") == "1":
+        return False
     if device.type == "cuda":  # Ampere (compute capability 8.0) and later; older GPUs only emulate it
         return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":

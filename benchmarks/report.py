@@ -182,10 +182,12 @@ def plot(results, path, precisions, default_batch):
     fig.savefig(path, dpi=90)
 
 
-def update_readme(text):
+def update_readme(text, marker="bench"):
+    """Put ``text`` between README.md's ``<!-- {marker}:start -->`` and ``:end -->`` lines (also used by
+    tools/notebook_budget.py, marker "budget")."""
     readme = ROOT / "README.md"
     content = readme.read_text()
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     if start in content and end in content:
         head, rest = content.split(start, 1)
         readme.write_text(head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1])

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
+from .checkpoint import write_atomically
 from .data import DATASETS, SOURCES
 from .loop import TrainingDiverged, stop_requested
 from .models import WeightsUnavailableError
@@ -190,13 +191,10 @@ def write_json(report, path) -> int:
     folder and say where. Returns the exit code: 0, or 2 when the report is not where it was asked."""
     if not path:
         return 0
-    text, path = json.dumps(report, indent=2), Path(path)
+    text = json.dumps(report, indent=2)
     try:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_atomically(path, lambda f: f.write(text.encode()))
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         fallback = Path(tempfile.gettempdir()) / f"twostage-report-{os.getpid()}.json"
         fallback.write_text(text)
         print(f"python -m twostage_lib: error: could not write {path} ({exc.strerror or exc}); the report is "

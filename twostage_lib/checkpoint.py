@@ -38,19 +38,26 @@ def save_checkpoint(path, model, config=None, metrics=None) -> Path:
         "metrics": metrics or {},
         "versions": versions(),
     }
+    try:
+        write_atomically(path, lambda f: torch.save(payload, f))
+    except (OSError, RuntimeError) as exc:  # a full disk reaches torch.save as "enforce fail at inline_container"
+        raise OSError(f"could not write the checkpoint {path} ({exc}); disk full or not writable? Free some "
+                      "space or save elsewhere; any checkpoint already there is unchanged") from exc  # fmt: skip
+    return path
+
+
+def write_atomically(path, write) -> None:
+    """``write(file)`` into a temporary file beside ``path``, then rename it: a crash or a full disk
+    never leaves half a file, and what ``path`` held before stays as it was (checkpoints, reports)."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            write(f)
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:  # a full disk reaches torch.save as "enforce fail at inline_container"
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(f"could not write the checkpoint {path} ({exc}); disk full or not writable? Free some "
-                      "space or save elsewhere; any checkpoint already there is unchanged") from exc  # fmt: skip
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def check_finite(state, where, fix) -> None:

@@ -347,8 +347,8 @@ def _load_full(root, dataset, allow_fallback, download_root) -> Splits:
     folder = full_data_dir(root, dataset)
     if folder is not None:
         return _make_splits(read_raw(folder, dataset), dataset, "full", str(folder))
-    roots = [r for r in [root or os.environ.get("TWOSTAGE_DATA")] if r]
-    target = Path(download_root or (roots[0] if roots else Path.home() / ".cache" / "twostage"))
+    named = root or os.environ.get("TWOSTAGE_DATA")  # a folder the caller chose, or None
+    target = Path(download_root or named or Path.home() / ".cache" / "twostage")
     if _online():
         try:
             folder = _download(dataset, target)
@@ -361,10 +361,13 @@ def _load_full(root, dataset, allow_fallback, download_root) -> Splits:
             return _make_splits(read_raw(folder, dataset), dataset, "download", str(folder))
     else:
         reason = "there is no network to download it"
-    if allow_fallback and not roots:  # a folder named by the caller that holds nothing is an error, not a fallback
+    if allow_fallback and not named:  # a folder named by the caller that holds nothing is an error, not a fallback
         return load_bundled()
-    looked = ", ".join(str(Path(r).expanduser()) for r in roots)
-    where = f"{looked} holds no {dataset} raw files" if roots else "no folder was given (no root, TWOSTAGE_DATA unset)"
+    where = (
+        f"{Path(named).expanduser()} holds no {dataset} raw files"
+        if named
+        else "no folder was given (no root, TWOSTAGE_DATA unset)"
+    )
     raise DataNotFoundError(
         f"{dataset} not found: {where}, and {reason}. Put the raw IDX files "
         f"(train-images-idx3-ubyte[.gz] and the other three) in <root>/{DATASETS[dataset]}/raw/ and "

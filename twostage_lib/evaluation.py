@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .data import check_labels, class_indices
+from .data import class_indices
 from .runtime import as_tensors, select_device
 
 EVAL_BATCH_SIZE = 4096  # rows a chunk when evaluating: no autograd, so large chunks are cheap
@@ -49,6 +49,18 @@ def over_chunks(fn, x, y, batch_size=EVAL_BATCH_SIZE):
         if out is not None:
             kept.append(out)
     return loss_sum.item() / len(x), (torch.cat(kept) if kept else None)
+
+
+def check_targets(y, outputs, owner):
+    """Labels a classifier with ``outputs`` outputs can be trained and scored on: each one a class
+    index it has an output for. Refused here, named with the fix, not deep inside the loss."""
+    if int(y.min()) < 0:
+        raise ValueError(f"labels must be class indices from 0, got {int(y.min())}: {owner} needs labelled "
+                         "images (-1 often marks unlabelled ones; leave those to stage 1)")  # fmt: skip
+    if int(y.max()) >= outputs:
+        raise ValueError(f"labels go up to {int(y.max())} but {owner} has {outputs} outputs (classes "
+                         f"0-{outputs - 1}); build the model with num_classes={int(y.max()) + 1} or relabel "
+                         "the data from 0")  # fmt: skip
 
 
 def loss_and_accuracy(model, x, y) -> dict:
@@ -103,10 +115,7 @@ def evaluate_model(
 
     with evaluating(model):  # each submodule keeps its own mode afterwards (a frozen stage 1 stays in eval)
         with torch.no_grad():
-            outputs = model(x[:1]).shape[1]
-        check_labels(y, outputs, "evaluate_model", "the model's classes",
-                     f"labels go up to {int(y.max())} but the model has {outputs} outputs: evaluate on data "
-                     "with the classes the model was trained on")  # fmt: skip
+            check_targets(y, model(x[:1]).shape[1], "the model")
         loss, pred = over_chunks(chunk, x, y, batch_size)
     return summarize(y, pred, loss, num_classes)
 

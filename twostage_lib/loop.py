@@ -228,7 +228,7 @@ def train_epoch(optimizer, batches, loss_fn, guard, *, augment=None, clip_grad_n
                 mixed=False):  # fmt: skip
     """One pass over ``batches``; returns its record (mean training loss, learning rates, gradient norms).
     ``guard`` (a DivergenceGuard) sees each step's loss and gradient before the weights move."""
-    params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+    params = guard.params
     device = params[0].device
     total, seen = 0.0, 0
     norm_sum, norm_max = torch.zeros((), device=device), torch.zeros((), device=device)
@@ -282,8 +282,7 @@ def fit(stage, model, optimizer, batches, loss_fn, epochs, settings=None, *, val
     # set up: schedule, precision, logging, progress bar, the copy of the weights divergence puts back
     scheduler, per_step = make_scheduler(s.scheduler, optimizer, epochs, len(batches))
     history.precision = step_precision(optimizer, batches, s.precision)
-    params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
-    guard = DivergenceGuard(stage, history, trained_modules(model, train_modules), params)
+    guard = DivergenceGuard(stage, history, trained_modules(model, train_modules), trained_params(optimizer))
     writer, bar = open_writer(s.writer), tqdm(range(epochs), desc=stage, disable=not s.progress, leave=True)
     start = time.perf_counter()
     try:
@@ -340,10 +339,15 @@ def check_learning_rates(groups):
                              "check lr and stage1_lr_scale")  # fmt: skip
 
 
+def trained_params(optimizer) -> list:
+    """The weights this optimizer moves (frozen ones it may hold are left out)."""
+    return [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+
+
 def step_precision(optimizer, batches, precision) -> str:
     """What the forward pass runs in: ``runtime.precision_for`` the weights the optimizer trains, at
     the batch size (a batch larger than the data counts as the data's size)."""
-    params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+    params = trained_params(optimizer)
     batch = min(batches.batch_size, len(batches.x)) if isinstance(batches, Batches) else None
     return precision_for(params, batch, params[0].device, precision)
 

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from .augmentations import augment as augment_batch
 from .data import Batches, image_shape_of
-from .evaluation import criterion_on, over_chunks
+from .evaluation import check_targets, criterion_on, over_chunks
 from .freezing import freeze_stage1, unfreeze_stage1
 from .loop import LoopSettings, fit, make_optimizer, validator
 from .objectives import Contrastive, make_objective
@@ -204,16 +204,6 @@ def _prepare(model, data, device, seed, classify=False):
 
 
 def _check_classes(model, y):
-    """Labels that the classifier has no output for fail here, named, not deep inside the loss."""
-    if int(y.min()) < 0:  # _prepare has refused empty data already
-        raise ValueError(
-            f"labels must be class indices from 0, got {int(y.min())}: stage 2 and fine-tuning "
-            "need labelled images (-1 often marks unlabelled ones; leave those to stage 1)"
-        )
+    """Labels that stage 2 has no output for fail before training (``_prepare`` refused empty data)."""
     outputs = [m.out_features for m in model.stage2.modules() if isinstance(m, nn.Linear)]
-    if outputs and int(y.max()) >= outputs[-1]:
-        raise ValueError(
-            f"labels go up to {int(y.max())} but stage 2 has {outputs[-1]} outputs (classes "
-            f"0-{outputs[-1] - 1}); build the model with num_classes={int(y.max()) + 1} or "
-            "relabel the data from 0"
-        )
+    check_targets(y, outputs[-1] if outputs else int(y.max()) + 1, "stage 2")

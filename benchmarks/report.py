@@ -1,4 +1,4 @@
-"""The benchmark's report: the README table, the plot, and the README block between the markers."""
+"""The benchmark's report: its table, the plot, and the block between the markers in benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -182,12 +182,12 @@ def plot(results, path, precisions, default_batch):
     fig.savefig(path, dpi=90)
 
 
-def update_readme(text, marker="bench"):
-    """Put ``text`` between README.md's ``<!-- {marker}:start -->`` and ``:end -->`` lines (also used by
-    tools/notebook_budget.py, marker "budget")."""
-    readme = ROOT / "README.md"
+def update_readme(text, marker="bench", readme=ROOT / "benchmarks" / "README.md"):
+    """Put ``text`` between ``readme``'s ``<!-- {marker}:start -->`` and ``:end -->`` lines: the benchmark's
+    table in benchmarks/README.md; tools/notebook_budget.py's in README.md (marker "budget")."""
     content = readme.read_text()
     start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    if start in content and end in content:
-        head, rest = content.split(start, 1)
-        readme.write_text(head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+    if start not in content or end not in content:
+        raise ValueError(f"{readme} has no {start} ... {end} block to write into; add the two marker lines")
+    head, rest = content.split(start, 1)
+    readme.write_text(head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1])

@@ -8,7 +8,7 @@ Needs the full MNIST raw files ($TWOSTAGE_DATA; `make bench` sets it). Each meas
 process so its peak memory (RSS) is its own. Samples/s and the ratios to the seeds come from one
 process per stage that interleaves the seeds' loop and the library in short rounds (a shared VM's
 slow spells then hit both sides; the table gives the median ratio and its range). Writes
-benchmarks/results.json, benchmarks/speed.png and the table between the bench markers in README.md.
+benchmarks/results.json, benchmarks/speed.png and the table between the bench markers in benchmarks/README.md.
 
 Modules: common.py (paths, data, batch sizes), seeds_loop.py (the blog's loop), hardware.py (FLOPs,
 ceilings, what precision="auto" picks), workers.py (each measurement), report.py (table, plot).

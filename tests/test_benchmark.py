@@ -32,6 +32,6 @@ def test_the_seeds_network_costs_what_the_readme_says():
 def test_the_committed_results_redraw_the_readme_table():
     saved = json.loads((ROOT / "benchmarks" / "results.json").read_text())
     text = report.table(saved)
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "benchmarks" / "README.md").read_text()
     block = readme.split("<!-- bench:start -->\n", 1)[1].split("\n<!-- bench:end -->", 1)[0]
-    assert text == block  # README shows exactly what results.json holds: nothing edited by hand
+    assert text == block  # benchmarks/README.md shows exactly what results.json holds: nothing edited by hand

@@ -9,11 +9,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-TRAINING = [p for p in NOTEBOOKS if p.name[:2] in {"02", "03", "04", "05", "06", "07", "08"}]
+TRAINING = [p for p in NOTEBOOKS if p.name[:2] in {"02", "03", "04", "05", "06", "07", "08", "09"}]
 SERIES = [
     "00_start_here",
     "01_network",
     "02_stage1_pretraining",
+    "02b_contrastive",
     "03_freezing",
     "04_stage2_classifier",
     "05_finetune",
@@ -72,18 +73,39 @@ def test_shape_of_a_lesson(path):
 @pytest.mark.parametrize("path", TRAINING, ids=lambda p: p.stem)
 def test_training_notebooks_have_a_panel_that_runs_headless(path):
     sources = [c.source for c in code_cells(load(path))]
-    assert any("TrainingPanel(" in s for s in sources), "a hyperparameter panel"
+    assert any(re.search(r"\b(Training|Figure)Panel\(", s) for s in sources), "a hyperparameter panel"
     assert any(".run()" in s for s in sources), "the panel runs once with its defaults, no click needed"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_varying_outputs_are_marked(path):
-    """Cells that print timings or load data say so to nbval."""
+    """Cells that print timings or load data say so to nbval, with a cell tag (no test plumbing in the
+    code a learner reads)."""
     for cell in code_cells(load(path)):
+        assert not cell.source.startswith("# NBVAL"), (path.name, "use the nbval-ignore-output tag", cell.source[:60])
         text = "".join(o.get("text", "") for o in cell.outputs)
         varies = "load_mnist(" in cell.source or "perf_counter" in cell.source or "it/s]" in text
         if varies:
-            assert cell.source.startswith("# NBVAL_IGNORE_OUTPUT"), (path.name, cell.source[:80])
+            assert "nbval-ignore-output" in cell.metadata.get("tags", []), (path.name, cell.source[:80])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_checks_are_visible(path):
+    """A cell that asserts says what it checks in its first line, and its output is compared."""
+    for cell in code_cells(load(path)):
+        if re.search(r"^assert ", cell.source, re.M):
+            assert cell.source.startswith("# Check:"), (path.name, cell.source[:80])
+            assert "nbval-ignore-output" not in cell.metadata.get("tags", []), (path.name, cell.source[:80])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_ends_with_a_link_to_the_next_notebook(path):
+    last = load(path).cells[-1]
+    later = [p for p in NOTEBOOKS if p.name > path.name]
+    if later:
+        assert "Next →" in last.source and f"({later[0].name})" in last.source, path.name
+    else:
+        assert "README" in last.source or "00_start_here" in last.source, "the last one points back"
 
 
 def test_every_notebook_opens_with_the_same_colab_setup_cell():

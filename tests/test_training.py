@@ -16,9 +16,9 @@ CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available
 # ------------------------------------------------------------ stage 1
 
 
-def test_seeds_stage1_loss_is_identically_zero_with_zero_gradient(model):
+def test_original_stage1_loss_is_identically_zero_with_zero_gradient(model):
     x = torch.randn(64, 784)
-    loss = ts.seeds_loss(model, x)
+    loss = ts.original_loss(model, x)
     loss.backward()
     assert loss.item() == 0.0
     assert all(torch.count_nonzero(p.grad) == 0 for p in model.stage1.parameters())
@@ -27,7 +27,7 @@ def test_seeds_stage1_loss_is_identically_zero_with_zero_gradient(model):
 def test_train_stage1_refuses_an_objective_without_encoder_gradient(model, small):
     before = ts.snapshot(model)
     with pytest.raises(ValueError, match=r"zero gradient.*features\.detach\(\).*autoencoder"):
-        ts.train_stage1(model, small[0], objective=ts.seeds_loss, epochs=1, **FAST)
+        ts.train_stage1(model, small[0], objective=ts.original_loss, epochs=1, **FAST)
     assert ts.unchanged(model, before)
 
 

@@ -84,7 +84,7 @@ def main(prefixes):
              f"{platform.python_version()}", "data": "full MNIST" if data else "the bundled subset"}  # fmt: skip
     RESULTS.write_text(json.dumps(saved, indent=1))
     text = table(saved)
-    update_readme(text, marker="budget")
+    update_readme(text, marker="budget", readme=ROOT / "README.md")
     print(text)
 
 

@@ -24,7 +24,7 @@ from .evaluation import Evaluation, class_weights, evaluate_model
 from .freezing import freeze_stage1, is_frozen, snapshot, unchanged, unfreeze_stage1
 from .loop import EarlyStopping, History, TrainingDiverged
 from .models import TransferTwoStageNetwork, TwoStageNetwork, WeightsUnavailableError, count_parameters
-from .objectives import Autoencoder, Contrastive, Denoising, seeds_loss
+from .objectives import Autoencoder, Contrastive, Denoising, original_loss
 from .runtime import has_fast_bf16, match_threads_to_quota, seed_everything, select_device
 from .training import finetune, stage1_features, train_stage1, train_stage2, train_supervised
 

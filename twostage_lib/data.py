@@ -1,6 +1,6 @@
 """Data: MNIST-style datasets as in-memory tensors, a fast batch iterator, and subset helpers.
 
-The seeds build a per-sample ``DataLoader`` with ``ToTensor`` + ``Normalize``. For a 47 MB dataset
+The original blog post builds a per-sample ``DataLoader`` with ``ToTensor`` + ``Normalize``. For a 47 MB dataset
 that is mostly Python overhead, so here the images stay in memory as uint8, are normalized once
 on the training device, and batches are slices of a shuffled index.
 """

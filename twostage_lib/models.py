@@ -1,4 +1,4 @@
-"""Models: the seeds' two-stage MLP (slide 1), a decoder for stage 1, and the ResNet-18 variant (slide 12)."""
+"""Models: the original slides' two-stage MLP (slide 1), a decoder for stage 1, and the ResNet-18 variant (slide 12)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def mlp(sizes, final_activation=False) -> nn.Sequential:
 
 
 class TwoStageNetwork(nn.Module):
-    """stage1 (feature extractor) then stage2 (classifier); defaults are the seeds' 784-256-128 / 128-64-10.
+    """stage1 (feature extractor) then stage2 (classifier); defaults are the original slides' 784-256-128 / 128-64-10.
 
     Inputs of any shape (N, ...) are flattened, since ``nn.Linear`` sees each image as one vector.
     """

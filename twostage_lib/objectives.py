@@ -14,10 +14,10 @@ from .augmentations import strong_augment
 from .models import decoder_for, mlp
 
 
-def seeds_loss(model, x):
-    """The seeds' stage-1 loss, ``MSELoss()(features, features.detach())``. Kept to show it is broken:
-    it compares the features with a copy of themselves, so it is 0 for every input and its
-    gradient is 0 for every weight. ``train_stage1`` refuses it."""
+def original_loss(model, x):
+    """The stage-1 loss of the original slides and blog post, ``MSELoss()(features, features.detach())``.
+    Kept to show it is broken: it compares the features with a copy of themselves, so it is 0 for
+    every input and its gradient is 0 for every weight. ``train_stage1`` refuses it."""
     features = model.features(x)
     return F.mse_loss(features, features.detach())
 

@@ -1,7 +1,9 @@
-"""Notebook controls: a hyperparameter panel with a Run button and a live training plot.
+"""Notebook controls: a hyperparameter panel with a Run button and a live plot.
 
 Headless (nbval, CI) the notebook calls ``panel.run()`` once with the panel's default values, so
 nothing waits for a click; in JupyterLab a learner moves a slider and presses Run to retrain.
+``panel.show()`` displays a static copy of what the panel shows, so a notebook read on GitHub
+(where widgets do not run) still shows the curves; ``panel.figure()`` returns it as a matplotlib figure.
 """
 
 from __future__ import annotations
@@ -43,42 +45,108 @@ def dropdown(description, options, value=None):
     )
 
 
+def png_of(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    return buf.getvalue()
+
+
 class LivePlot:
-    """Curves redrawn after every epoch into an Image widget (no cell output to compare)."""
+    """Curves redrawn after every epoch: losses on one axis, accuracies on their own axis."""
 
     def __init__(self, keys=("train_loss", "val_loss"), title=""):
         self.keys, self.title = keys, title
-        self.image = W.Image(format="png", layout=W.Layout(width="560px"))
         self.records = []
 
-    def reset(self, title=None):
+    def reset(self):
         self.records = []
-        self.title = title or self.title
 
     def update(self, record: dict):
         self.records.append(dict(record))
-        self.image.value = self.png()
 
-    def png(self) -> bytes:
-        fig = Figure(figsize=(6.4, 3.2))
-        ax = fig.subplots()
+    def figure(self, subtitle="") -> Figure:
+        """The curves so far, as a matplotlib figure (one panel per kind of number)."""
+        accuracies = [k for k in self.keys if "acc" in k]
+        others = [k for k in self.keys if k not in accuracies]
+        groups = [g for g in (others, accuracies) if g]
+        fig = Figure(figsize=(5.2 * len(groups), 3.2))
+        axes = fig.subplots(1, len(groups), squeeze=False)[0]
         x = range(1, len(self.records) + 1)
-        for key in self.keys:
-            values = [r.get(key) for r in self.records]
-            if any(v is not None for v in values):
-                ax.plot(x, values, marker="o", label=key)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch (across stages)")
-        ax.set_title(self.title)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="best")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-        return buf.getvalue()
+        for ax, keys in zip(axes, groups):
+            for key in keys:
+                values = [r.get(key) for r in self.records]
+                if any(v is not None for v in values):
+                    ax.plot(x, values, marker="o", label=key)
+            ax.set_ylabel("accuracy" if keys is accuracies else ("loss" if "loss" in keys[0] else keys[0]))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("epoch (across stages)" if len(self.records) else "epoch")
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(loc="best")
+        fig.suptitle(f"{self.title}\n{subtitle}" if subtitle else self.title, fontsize=10)
+        fig.tight_layout()
+        return fig
 
 
-class TrainingPanel:
-    """Controls + Run button + live plot + a status line.
+class Panel:
+    """Controls + a Run button + a status line + an image, shown in the notebook as one widget.
+
+    ``run()`` reads the controls, calls ``work(values)`` and redraws the image; subclasses say what
+    the work and the image are. Saved notebooks show a plain sentence instead of the widget's repr.
+    """
+
+    def __init__(self, controls: dict, title: str):
+        self.controls, self.title = controls, title
+        self.image = W.Image(format="png", layout=W.Layout(width="640px"))
+        self.button = W.Button(description="Run", button_style="primary", icon="play")
+        self.status = W.HTML(value="<i>press Run to train with these values</i>")
+        self.result, self.runs = None, 0
+        self.button.on_click(lambda _: self.run())
+        self.widget = W.VBox([W.HTML(f"<b>{title}</b>"), *controls.values(), self.button, self.status, self.image])
+
+    def values(self) -> dict:
+        return {name: control.value for name, control in self.controls.items()}
+
+    def work(self, values):
+        raise NotImplementedError
+
+    def figure(self) -> Figure:
+        raise NotImplementedError
+
+    def run(self):
+        self.button.disabled = True
+        self.status.value = "<i>running...</i>"
+        start = time.perf_counter()
+        try:
+            self.result = self.work(self.values())
+        except Exception as exc:  # shown in the panel, then raised for the notebook to see
+            self.status.value = f"<b style='color:#b00'>{type(exc).__name__}: {exc}</b>"
+            raise
+        finally:
+            self.button.disabled = False
+        self.runs += 1
+        self.image.value = png_of(self.figure())
+        self.status.value = f"run {self.runs}: {self.summary()} ({time.perf_counter() - start:.1f} s)"
+        return self.result
+
+    def show(self):
+        """Display a static picture of what the panel shows, so a saved notebook read without a kernel
+        (GitHub, nbviewer) still has it. A PNG, not a matplotlib figure: it shows whatever pyplot's state."""
+        from IPython.display import Image, display
+
+        display(Image(png_of(self.figure()), format="png"))
+
+    def summary(self) -> str:
+        return getattr(self.result, "summary", None) or ""
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
+        bundle["text/plain"] = f"[{self.title}: interactive panel; open the notebook in Jupyter to use it]"
+        return bundle
+
+
+class TrainingPanel(Panel):
+    """A panel whose work is a training run, drawn live epoch by epoch.
 
     ``train(values, on_epoch)`` does the work: ``values`` maps control names to their values and
     ``on_epoch(record)`` is called with each epoch's record to redraw the plot. It returns a result
@@ -86,35 +154,32 @@ class TrainingPanel:
     """
 
     def __init__(self, controls: dict, train, plot_keys=("train_loss", "val_loss"), title="Training"):
-        self.controls, self.train = controls, train
+        super().__init__(controls, title)
+        self.train = train
         self.plot = LivePlot(plot_keys, title)
-        self.button = W.Button(description="Run", button_style="primary", icon="play")
-        self.status = W.HTML(value="<i>press Run to train with these values</i>")
-        self.result, self.runs = None, 0
-        self.button.on_click(lambda _: self.run())
-        self.widget = W.VBox([W.HTML(f"<b>{title}</b>"), *controls.values(), self.button, self.status, self.plot.image])
 
-    def values(self) -> dict:
-        return {name: control.value for name, control in self.controls.items()}
+    def on_epoch(self, record: dict):
+        self.plot.update(record)
+        self.image.value = png_of(self.plot.figure())
 
-    def run(self):
-        self.button.disabled = True
-        self.status.value = "<i>training...</i>"
+    def work(self, values):
         self.plot.reset()
-        start = time.perf_counter()
-        try:
-            self.result = self.train(self.values(), self.plot.update)
-        except Exception as exc:  # shown in the panel, then raised for the notebook to see
-            self.status.value = f"<b style='color:#b00'>{type(exc).__name__}: {exc}</b>"
-            raise
-        finally:
-            self.button.disabled = False
-        self.runs += 1
-        summary = getattr(self.result, "summary", None) or ""
-        self.status.value = f"run {self.runs}: {summary} ({time.perf_counter() - start:.1f} s)"
-        return self.result
+        return self.train(values, self.on_epoch)
 
-    def _ipython_display_(self):
-        from IPython.display import display
+    def figure(self) -> Figure:
+        return self.plot.figure(self.summary())
 
-        display(self.widget)
+
+class FigurePanel(Panel):
+    """A panel whose work draws a figure: ``draw(values)`` returns (result, matplotlib Figure)."""
+
+    def __init__(self, controls: dict, draw, title="Explore"):
+        super().__init__(controls, title)
+        self.draw, self._figure = draw, None
+
+    def work(self, values):
+        result, self._figure = self.draw(values)
+        return result
+
+    def figure(self) -> Figure:
+        return self._figure

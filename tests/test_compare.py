@@ -106,3 +106,34 @@ def test_strong_views_make_contrastive_features_label_efficient():
         probes[name] = ts.evaluate_model(probe, splits.test).accuracy
     assert probes["strong"] >= 0.85, probes
     assert probes["strong"] > probes["gentle"] + 0.05, probes
+
+
+def test_methods_filter_runs_only_the_rows_asked_for(bundled, monkeypatch):
+    import twostage_lib.compare as C
+
+    monkeypatch.setattr(C, "SELFTRAIN", {"epochs": 1, "threshold": 0.9, "unlabelled_weight": 1.0})
+    monkeypatch.setattr(C, "TUNE_STEPS", 20)
+    monkeypatch.setattr(C, "HEAD_STEPS", 20)
+    monkeypatch.setattr(C, "MIN_EPOCHS", 1)
+    train = bundled.train.subset(torch.arange(0, 10000, 4))  # 2,500 images: fast
+    splits = Splits(train, bundled.test.subset(torch.arange(1000)), "mnist", "bundled", "test")
+    study = run_study(splits, budgets=(5,), seeds=(0,), objectives=("autoencoder",), epochs_stage1={"autoencoder": 1},
+                      methods=["autoencoder+selftrain"], log=lambda *a: None)  # fmt: skip
+    assert set(study["methods"]) == {"autoencoder+selftrain"}
+    assert study["config"]["precisions_used"]["selftrain"]["5"] in ("fp32", "bf16")
+    with pytest.raises(ValueError, match="unknown method 'contrastive\\+selftrain'"):
+        run_study(splits, budgets=(5,), seeds=(0,), objectives=("autoencoder",), methods=["contrastive+selftrain"])
+
+
+def test_default_methods_add_selftraining_for_the_contrastive_objective_only():
+    from twostage_lib.compare import default_methods
+
+    methods = default_methods(("autoencoder", "contrastive"))
+    assert "contrastive+selftrain" in methods and "autoencoder+selftrain" not in methods
+    assert methods[:2] == ["supervised", "supervised+augment"] and "autoencoder+finetune" in methods
+
+
+def test_compare_cli_methods_flag_is_checked(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "--methods", "contrastive+magic"])
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err

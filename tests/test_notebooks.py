@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-TRAINING = [p for p in NOTEBOOKS if p.name[:2] in {"02", "03", "04", "05", "06", "07", "08", "09"}]
+TRAINING = [p for p in NOTEBOOKS if p.name[:2] in {"02", "03", "04", "05", "06", "07", "08", "09", "10"}]
 SERIES = [
     "00_start_here",
     "01_network",
@@ -22,6 +22,7 @@ SERIES = [
     "07_imbalance",
     "08_evaluation",
     "09_when_does_it_help",
+    "10_beyond_two_stages",
 ]
 
 

@@ -26,7 +26,7 @@ from .loop import EarlyStopping, History, TrainingDiverged
 from .models import TransferTwoStageNetwork, TwoStageNetwork, WeightsUnavailableError, count_parameters
 from .objectives import Autoencoder, Contrastive, Denoising, original_loss
 from .runtime import has_fast_bf16, match_threads_to_quota, seed_everything, select_device
-from .training import finetune, stage1_features, train_stage1, train_stage2, train_supervised
+from .training import finetune, selftrain, stage1_features, train_stage1, train_stage2, train_supervised
 
 __all__ = [name for name in dir() if not name.startswith("_")]
 match_threads_to_quota()  # torch's threads follow the container's CPU quota, not the host's cores

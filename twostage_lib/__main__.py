@@ -16,6 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .checkpoint import write_atomically
+from .compare import all_methods
 from .data import DATASETS, SOURCES
 from .loop import TrainingDiverged, stop_requested
 from .models import WeightsUnavailableError
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="budgets: numbers of labels per class, or 'all'")  # fmt: skip
     cmp.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     cmp.add_argument("--objectives", nargs="+", choices=list(OBJECTIVES), default=list(OBJECTIVES))
+    cmp.add_argument("--methods", nargs="+", choices=all_methods(OBJECTIVES), default=None, metavar="METHOD",
+                     help="run only these rows, e.g. contrastive+selftrain supervised (default: every method "
+                     "but self-training on the reconstruction objectives); stage 1 trained as needed")  # fmt: skip
     return parser
 
 
@@ -120,8 +124,10 @@ def cmd_compare(args) -> int:
     start = time.perf_counter()
     log = print if not args.no_progress else (lambda *a: None)
     with ctrl_c_stops_the_run():
-        study = run_study(splits, budgets=budgets, seeds=args.seeds, objectives=args.objectives, device=device,
-                          precision=args.precision, log=log)  # fmt: skip
+        objectives = args.objectives if args.methods is None else [
+            o for o in OBJECTIVES if any(m.startswith(f"{o}+") for m in args.methods)]  # fmt: skip
+        study = run_study(splits, budgets=budgets, seeds=args.seeds, objectives=objectives, device=device,
+                          precision=args.precision, log=log, methods=args.methods)  # fmt: skip
     study["total_seconds"] = time.perf_counter() - start
     print(format_study(study))
     print(f"total {study['total_seconds']:.0f} s" + (" (interrupted: the runs so far)" if study["interrupted"] else ""))

@@ -2,9 +2,10 @@
 
 For each labels-per-class budget and seed, on the full test set: supervised from scratch (same
 network), plain (as in the papers' baselines) and with the fine-tuning augmentation; and for each
-stage-1 objective a linear probe, the 128-64-10 head, and the head then fine-tuning (LP-FT).
-Stage 1 is trained once per objective and seed on every training image, without labels, and
-reused across budgets.
+stage-1 objective a linear probe, the 128-64-10 head, the head then fine-tuning (LP-FT), and the
+head then self-training on the unlabelled images too (``selftrain``, FixMatch-style; by default for
+the contrastive objective only: it is the slowest row). Stage 1 is trained once per objective and
+seed on every training image, without labels, and reused across budgets.
 """
 
 from __future__ import annotations
@@ -20,13 +21,27 @@ from .data import holdout_size, labels_per_class, validation_split
 from .evaluation import evaluate_model
 from .models import TwoStageNetwork
 from .runtime import seed_everything
-from .training import DEFAULT_BATCH_SIZE, finetune, train_stage1, train_stage2, train_supervised
+from .training import DEFAULT_BATCH_SIZE, finetune, selftrain, train_stage1, train_stage2, train_supervised
 
 BUDGETS = (1, 10, 100, 1000, None)  # None: every label
 HEAD_STEPS, TUNE_STEPS, MIN_EPOCHS = 300, 600, 10
 # contrastive learning needs many passes over strongly augmented views; reconstruction settles fast
 STAGE1_EPOCHS = {"autoencoder": 3, "denoising": 3, "contrastive": 30}
 STAGE1_LR_SCALE = 1.0  # fine-tuning as `run` does it: stage 1 at the full learning rate
+SELFTRAIN = {"epochs": 30, "threshold": 0.9, "unlabelled_weight": 1.0}  # docs/decisions.md
+SUPERVISED = ("supervised", "supervised+augment")
+TWO_STAGE = ("probe", "head", "finetune", "selftrain")
+
+
+def all_methods(objectives) -> list:
+    """Every method the study can run for these objectives, in table order."""
+    return [*SUPERVISED, *(f"{o}+{kind}" for o in objectives for kind in TWO_STAGE)]
+
+
+def default_methods(objectives) -> list:
+    """What the study runs when no ``methods`` are named: all but self-training for the
+    reconstruction objectives (their features are weaker and the row is the slowest)."""
+    return [m for m in all_methods(objectives) if not m.endswith("+selftrain") or m == "contrastive+selftrain"]
 
 
 def budget_name(n) -> str:
@@ -49,6 +64,7 @@ def run_study(
     device="cpu",
     precision="auto",
     log=print,
+    methods=None,
 ) -> dict:
     """Returns {"methods": {method: {budget: {"mean", "std", "runs", "seconds"}}}, "budgets", ...}.
     Ctrl-C stops it after the current step; the runs completed so far are returned, marked
@@ -57,8 +73,13 @@ def run_study(
     if repeated:
         raise ValueError(f"seed {repeated[0]} is given twice: each seed is one independent run, and a repeat would "
                          "count one run twice in the mean and standard deviation; use e.g. --seeds 0 1 2")  # fmt: skip
+    methods = default_methods(objectives) if methods is None else list(methods)
+    unknown = [m for m in methods if m not in all_methods(objectives)]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r} for objectives {list(objectives)}; choose from "
+                         f"{', '.join(all_methods(objectives))}")  # fmt: skip
     epochs_stage1 = {**STAGE1_EPOCHS, **(epochs_stage1 or {})}
-    study = Study(splits.test, lr, dict(device=device, progress=False, precision=precision), log)
+    study = Study(splits.test, lr, dict(device=device, progress=False, precision=precision), log, methods)
     try:
         for seed in seeds:
             train, _ = validation_split(splits.train, holdout_size(len(splits.train)), seed=seed)  # as `run` does
@@ -67,14 +88,16 @@ def run_study(
             for n, data in labelled.items():
                 study.supervised(n, data, train.num_features, seed)
             for objective in objectives:
+                if not any(m.startswith(f"{objective}+") for m in methods):
+                    continue
                 pretrained, seconds = study.stage1(train, objective, epochs_stage1.get(objective, 3), seed)
                 for n, data in labelled.items():
-                    study.two_stage(pretrained, objective, n, data, seconds, seed)
+                    study.two_stage(pretrained, objective, n, data, seconds, seed, unlabelled=train)
     except KeyboardInterrupt:
         study.interrupted = True
     config = {"stage1_epochs": {o: epochs_stage1.get(o, 3) for o in objectives}, "head_steps": HEAD_STEPS,
               "tune_steps": TUNE_STEPS, "min_epochs": MIN_EPOCHS, "lr": lr, "stage1_lr_scale": STAGE1_LR_SCALE,
-              "precision": precision, "precisions_used": study.used}  # fmt: skip
+              "selftrain": SELFTRAIN, "precision": precision, "precisions_used": study.used}  # fmt: skip
     return {"methods": study.summary(), "budgets": [budget_name(n) for n in budgets], "seeds": list(seeds),
             "objectives": list(objectives), "data_source": splits.source, "n_test": len(splits.test),
             "config": config, "interrupted": study.interrupted}  # fmt: skip
@@ -83,8 +106,8 @@ def run_study(
 class Study:
     """The study's runs: each trains one method at one label budget and records its test accuracy."""
 
-    def __init__(self, test, lr, common, log):
-        self.test, self.lr, self.common, self.log = test, lr, common, log
+    def __init__(self, test, lr, common, log, methods):
+        self.test, self.lr, self.common, self.log, self.methods = test, lr, common, log, set(methods)
         self.runs = {}  # (method, budget) -> list of (accuracy, seconds)
         self.used = {}  # what each kind of training ran in, per label budget, from the histories
         self.interrupted = False
@@ -105,6 +128,8 @@ class Study:
         """Supervised from scratch, plain and with the fine-tuning augmentation."""
         bs = min(DEFAULT_BATCH_SIZE, len(data))
         for method, augment in (("supervised", False), ("supervised+augment", True)):
+            if method not in self.methods:
+                continue
             start = time.perf_counter()
             seed_everything(seed)
             net = TwoStageNetwork(in_features=num_features)
@@ -124,27 +149,48 @@ class Study:
         self.used["stage1"] = h.precision
         return pretrained, time.perf_counter() - start
 
-    def two_stage(self, pretrained, objective, n, data, stage1_seconds, seed):
-        """On a copy of the pretrained stage 1: a linear probe; the head; the head then fine-tuning."""
+    def two_stage(self, pretrained, objective, n, data, stage1_seconds, seed, unlabelled):
+        """On copies of the pretrained stage 1: a linear probe; the head; from the head, fine-tuning and
+        self-training (each only when asked for)."""
+        wanted = {kind for kind in TWO_STAGE if f"{objective}+{kind}" in self.methods}
         bs = min(DEFAULT_BATCH_SIZE, len(data))
         head = dict(epochs=epochs_for(len(data), HEAD_STEPS, bs), lr=self.lr, batch_size=bs, seed=seed, **self.common)
-        start = time.perf_counter()
-        probe = copy.deepcopy(pretrained)
-        probe.stage2 = nn.Linear(probe.feature_dim, probe.config["num_classes"])
-        self.done(train_stage2(probe, data, **head))
-        self.record(f"{objective}+probe", n, probe, stage1_seconds + time.perf_counter() - start)
+        if "probe" in wanted:
+            start = time.perf_counter()
+            probe = copy.deepcopy(pretrained)
+            probe.stage2 = nn.Linear(probe.feature_dim, probe.config["num_classes"])
+            self.done(train_stage2(probe, data, **head))
+            self.record(f"{objective}+probe", n, probe, stage1_seconds + time.perf_counter() - start)
+        if not wanted - {"probe"}:
+            return
         start = time.perf_counter()
         model = copy.deepcopy(pretrained)
         h = self.done(train_stage2(model, data, **head))
         self.used.setdefault("head", {})[budget_name(n)] = h.precision
-        head_seconds = time.perf_counter() - start
-        self.record(f"{objective}+head", n, model, stage1_seconds + head_seconds)
-        start = time.perf_counter()
+        head_seconds = stage1_seconds + time.perf_counter() - start
+        if "head" in wanted:
+            self.record(f"{objective}+head", n, model, head_seconds)
+        if "finetune" in wanted:
+            self.finetune(copy.deepcopy(model), objective, n, data, head_seconds, seed)
+        if "selftrain" in wanted:
+            self.selftrain(copy.deepcopy(model), objective, n, data, unlabelled, head_seconds, seed)
+
+    def finetune(self, model, objective, n, data, head_seconds, seed):
+        """The head then the whole network, on the labelled images, with augmentation (LP-FT)."""
+        start, bs = time.perf_counter(), min(DEFAULT_BATCH_SIZE, len(data))
         h = self.done(finetune(model, data, epochs=epochs_for(len(data), TUNE_STEPS, bs), lr=self.lr, batch_size=bs,
                                stage1_lr_scale=STAGE1_LR_SCALE, scheduler="cosine", augment=True, seed=seed,
                                **self.common))  # fmt: skip
         self.used.setdefault("finetune", {})[budget_name(n)] = h.precision
-        self.record(f"{objective}+finetune", n, model, stage1_seconds + head_seconds + time.perf_counter() - start)
+        self.record(f"{objective}+finetune", n, model, head_seconds + time.perf_counter() - start)
+
+    def selftrain(self, model, objective, n, data, unlabelled, head_seconds, seed):
+        """The head then the whole network on the labelled images and, by pseudo-labels, the unlabelled."""
+        start = time.perf_counter()
+        h = self.done(selftrain(model, data, unlabelled, lr=self.lr, stage1_lr_scale=STAGE1_LR_SCALE, seed=seed,
+                                scheduler="cosine", **SELFTRAIN, **self.common))  # fmt: skip
+        self.used.setdefault("selftrain", {})[budget_name(n)] = h.precision
+        self.record(f"{objective}+selftrain", n, model, head_seconds + time.perf_counter() - start)
 
     def summary(self) -> dict:
         """{method: {budget: mean, std, runs, seconds}} over the seeds."""

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .augmentations import augment as augment_batch
+from .augmentations import strong_augment
 from .data import Batches, image_shape_of
 from .evaluation import check_targets, criterion_on, over_chunks
 from .freezing import freeze_stage1, unfreeze_stage1
@@ -207,3 +209,75 @@ def _check_classes(model, y):
     """Labels that stage 2 has no output for fail before training (``_prepare`` refused empty data)."""
     outputs = [m.out_features for m in model.stage2.modules() if isinstance(m, nn.Linear)]
     check_targets(y, outputs[-1] if outputs else int(y.max()) + 1, "stage 2")
+
+
+def selftrain(model, labelled, unlabelled, epochs=30, lr=3e-3, stage1_lr_scale=1.0, batch_size=64, unlabelled_ratio=7,
+              threshold=0.9, unlabelled_weight=1.0, device="auto", seed=0, val=None,
+              *, scheduler=None, clip_grad_norm=None, early_stopping=None,
+              writer=None, progress=True, callback=None, precision="auto"):  # fmt: skip
+    """Fine-tune on the labelled images *and* the unlabelled ones (FixMatch, Sohn et al. 2020).
+
+    Each step takes ``batch_size`` labelled images (cross-entropy on a gentle view) and
+    ``unlabelled_ratio`` times as many unlabelled ones. The model's prediction on a gentle view of
+    an unlabelled image, when at least ``threshold`` confident, becomes its *pseudo-label*, and a
+    strong view of the same image is trained towards it (weight ``unlabelled_weight``). Only
+    ``labelled`` has its labels read; ``unlabelled``'s (if any) are never used. An epoch is one pass
+    over the unlabelled images; ``history["pseudo_rate"]`` is the share above the threshold.
+    """
+    settings = LoopSettings(scheduler, clip_grad_norm, early_stopping, writer, progress, callback, precision)
+    if not 0.0 <= threshold <= 1.0 or unlabelled_weight < 0 or unlabelled_ratio < 1:
+        raise ValueError(f"threshold must be in [0, 1] (got {threshold}), unlabelled_weight >= 0 (got "
+                         f"{unlabelled_weight}) and unlabelled_ratio >= 1 (got {unlabelled_ratio})")  # fmt: skip
+    if early_stopping is not None and val is None:
+        raise ValueError("early_stopping watches the validation loss: pass val= or drop early_stopping")
+    device, xl, yl = _prepare(model, labelled, device, seed, classify=True)
+    xu = _unlabelled_images(unlabelled, device)
+    unfreeze_stage1(model)
+    shape = image_shape_of(labelled, xl)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    labelled_batches = _forever(Batches(xl, yl, min(batch_size, len(xl)), seed=seed))
+    seen = {"confident": 0.0, "images": 0}
+
+    def step_loss(xu_b, _):
+        xl_b, yl_b = next(labelled_batches)
+        supervised = F.cross_entropy(model(augment_batch(xl_b, shape, generator=generator)), yl_b)
+        with torch.no_grad():  # the pseudo-labels: the model's own confident answers on a gentle view
+            confidence, pseudo = model(augment_batch(xu_b, shape, generator=generator)).float().softmax(1).max(1)
+            mask = (confidence >= threshold).float()
+        strong = model(strong_augment(xu_b, shape, generator=generator))
+        consistency = (F.cross_entropy(strong.float(), pseudo, reduction="none") * mask).mean()
+        seen["confident"] += float(mask.sum())
+        seen["images"] += len(mask)
+        return supervised + unlabelled_weight * consistency
+
+    check = validator(model, val, device)
+
+    def per_epoch():  # the share of confident pseudo-labels this epoch, and validation when asked
+        rate = {"pseudo_rate": seen["confident"] / max(seen["images"], 1)}
+        seen.update(confident=0.0, images=0)
+        return {**rate, **(check() if check is not None else {})}
+
+    groups = [
+        {"params": model.stage1.parameters(), "lr": lr * stage1_lr_scale},
+        {"params": model.stage2.parameters(), "lr": lr},
+    ]
+    batches = Batches(xu, torch.zeros(len(xu), dtype=torch.long, device=device), batch_size * unlabelled_ratio,
+                      seed=seed + 1)  # fmt: skip
+    history = fit("selftrain", model, make_optimizer(groups, lr), batches, step_loss, epochs, settings,
+                  validate=per_epoch)  # fmt: skip
+    model.eval()
+    return history
+
+
+def _unlabelled_images(unlabelled, device):
+    """The images of ``unlabelled`` (what ``as_tensors`` reads: a TensorData, an (X, y) pair, a
+    Dataset) on ``device``, normalized like the training data; its labels are dropped unread."""
+    x, _ = as_tensors(unlabelled, device)
+    if len(x) == 0:
+        raise ValueError("the unlabelled data holds no images; pass the training images (labels are not read)")
+    return x
+
+
+def _forever(batches):
+    while True:
+        yield from batches

@@ -1,0 +1,93 @@
+"""Self-training (FixMatch-style) on top of a stage 1: it learns, it never reads the unlabelled
+images' labels, it is reproducible, and its settings are checked."""
+
+import copy
+
+import pytest
+import torch
+
+import twostage_lib as ts
+
+
+@pytest.fixture(scope="module")
+def start(bundled):
+    """A contrastive stage 1 (5 epochs of 5,000 images) with a head trained on 5 labels per digit."""
+    pool = bundled.train.subset(torch.arange(5000))
+    ts.seed_everything(0)
+    net = ts.TwoStageNetwork()
+    ts.train_stage1(net, pool, objective="contrastive", epochs=5, lr=3e-3, progress=False)
+    labelled = ts.labels_per_class(pool, 5, seed=0)
+    ts.train_stage2(net, labelled, epochs=200, lr=3e-3, batch_size=50, progress=False)
+    return net, labelled, pool, bundled.test.subset(torch.arange(2000))
+
+
+def run(start, **settings):
+    net, labelled, pool, _ = start
+    net = copy.deepcopy(net)
+    options = dict(epochs=4, lr=1e-3, batch_size=32, unlabelled_ratio=4, progress=False) | settings
+    history = ts.selftrain(net, labelled, pool, **options)
+    return net, history
+
+
+def test_selftraining_uses_the_unlabelled_images_to_learn(start):
+    before = ts.evaluate_model(start[0], start[3]).accuracy
+    net, history = run(start)
+    after = ts.evaluate_model(net, start[3]).accuracy
+    assert after > before + 0.01, (before, after)
+    assert 0 < history["pseudo_rate"][-1] <= 1 and history.stage == "selftrain"
+
+
+def test_the_unlabelled_labels_are_never_read(start):
+    """Scrambling every unlabelled label changes nothing, bit for bit: only `labelled` is read."""
+    net, labelled, pool, test = start
+    scrambled = pool.subset(torch.arange(len(pool)))
+    scrambled.labels = torch.randint(0, 10, (len(pool),), generator=torch.Generator().manual_seed(1))
+    a, _ = run(start)
+    b, _ = run((net, labelled, scrambled, test))
+    assert ts.unchanged(b, ts.snapshot(a))
+
+
+def test_the_labelled_subset_is_never_exceeded(start, monkeypatch):
+    """Every labelled image and label the loop draws is one of the labelled pairs; nothing else is labelled."""
+    import twostage_lib.training as T
+
+    drawn, real = [], T.Batches
+    xl, yl = start[1].on("cpu")
+
+    class Recording(real):
+        def __iter__(self):
+            for x, y in super().__iter__():
+                if len(self.x) == len(xl):  # the labelled batches (the unlabelled pool is 100 times larger)
+                    drawn.append((x, y))
+                yield x, y
+
+    monkeypatch.setattr(T, "Batches", Recording)
+    run(start, epochs=1)
+    assert sum(len(y) for _, y in drawn) > len(xl), "the labelled images are drawn again and again"
+    for x, y in drawn:
+        match = (x[:, None, :] == xl[None]).all(-1)  # batch rows x labelled rows
+        assert match.any(1).all() and torch.equal(yl[match.float().argmax(1)], y)
+
+
+def test_reproducible_with_a_seed(start):
+    a, ha = run(start, seed=3)
+    b, hb = run(start, seed=3)
+    c, _ = run(start, seed=4)
+    assert ts.unchanged(b, ts.snapshot(a)) and ha["train_loss"] == hb["train_loss"]
+    assert not ts.unchanged(c, ts.snapshot(a))
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [({"threshold": 1.5}, "threshold must be in"), ({"unlabelled_weight": -1}, "unlabelled_weight"),
+     ({"unlabelled_ratio": 0}, "unlabelled_ratio"), ({"lr": float("nan")}, "learning rate")],
+)  # fmt: skip
+def test_bad_settings_are_refused(start, settings, message):
+    with pytest.raises(ValueError, match=message):
+        run(start, **settings)
+
+
+def test_a_threshold_of_one_ignores_every_pseudo_label(start):
+    """With threshold 1.0 almost nothing is confident enough: the unlabelled term stays near zero."""
+    _, history = run(start, threshold=1.0, epochs=1)
+    assert history["pseudo_rate"][-1] < 0.05

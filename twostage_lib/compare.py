@@ -74,10 +74,11 @@ def run_study(
         raise ValueError(f"seed {repeated[0]} is given twice: each seed is one independent run, and a repeat would "
                          "count one run twice in the mean and standard deviation; use e.g. --seeds 0 1 2")  # fmt: skip
     methods = default_methods(objectives) if methods is None else list(methods)
-    unknown = [m for m in methods if m not in all_methods(objectives)]
+    known = all_methods(objectives)
+    unknown = [m for m in methods if m not in known]
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r} for objectives {list(objectives)}; choose from "
-                         f"{', '.join(all_methods(objectives))}")  # fmt: skip
+                         f"{', '.join(known)}")  # fmt: skip
     epochs_stage1 = {**STAGE1_EPOCHS, **(epochs_stage1 or {})}
     study = Study(splits.test, lr, dict(device=device, progress=False, precision=precision), log, methods)
     try:

@@ -165,18 +165,15 @@ def finetune(model, data, epochs=5, lr=1e-3, stage1_lr_scale=0.1, batch_size=DEF
     device, x, y = _prepare(model, data, device, seed, classify=criterion is None)
     unfreeze_stage1(model)
     criterion = criterion_on(criterion, device)
-    groups = [
-        {"params": model.stage1.parameters(), "lr": lr * stage1_lr_scale},
-        {"params": model.stage2.parameters(), "lr": lr},
-    ]
     if augment is True:
         shape = image_shape_of(data, x)
         generator = torch.Generator(device=device).manual_seed(seed)  # on the device: no per-step copy
         augment = lambda xb: augment_batch(xb, shape, generator=generator)  # noqa: E731
 
     batches = Batches(x, y, batch_size, seed=seed, sample_weights=sample_weights)
-    history = fit(stage, model, make_optimizer(groups, lr), batches, lambda xb, yb: criterion(model(xb), yb), epochs,
-                  settings, validate=validator(model, val, device), augment=augment or None)  # fmt: skip
+    optimizer = make_optimizer(_param_groups(model, lr, stage1_lr_scale), lr)
+    history = fit(stage, model, optimizer, batches, lambda xb, yb: criterion(model(xb), yb), epochs, settings,
+                  validate=validator(model, val, device), augment=augment or None)  # fmt: skip
     model.eval()
     return history
 
@@ -236,7 +233,7 @@ def selftrain(model, labelled, unlabelled, epochs=30, lr=3e-3, stage1_lr_scale=1
     shape = image_shape_of(labelled, xl)
     generator = torch.Generator(device=device).manual_seed(seed)
     labelled_batches = _forever(Batches(xl, yl, min(batch_size, len(xl)), seed=seed))
-    seen = {"confident": 0.0, "images": 0}
+    seen = {"confident": torch.zeros((), device=device), "images": 0}  # summed on the device: no sync a step
 
     def step_loss(xu_b, _):
         xl_b, yl_b = next(labelled_batches)
@@ -246,27 +243,31 @@ def selftrain(model, labelled, unlabelled, epochs=30, lr=3e-3, stage1_lr_scale=1
             mask = (confidence >= threshold).float()
         strong = model(strong_augment(xu_b, shape, generator=generator))
         consistency = (F.cross_entropy(strong.float(), pseudo, reduction="none") * mask).mean()
-        seen["confident"] += float(mask.sum())
+        seen["confident"] += mask.sum()
         seen["images"] += len(mask)
         return supervised + unlabelled_weight * consistency
 
     check = validator(model, val, device)
 
     def per_epoch():  # the share of confident pseudo-labels this epoch, and validation when asked
-        rate = {"pseudo_rate": seen["confident"] / max(seen["images"], 1)}
-        seen.update(confident=0.0, images=0)
+        rate = {"pseudo_rate": seen["confident"].item() / max(seen["images"], 1)}
+        seen.update(confident=torch.zeros((), device=device), images=0)
         return {**rate, **(check() if check is not None else {})}
 
-    groups = [
+    batches = Batches(xu, torch.zeros(len(xu), dtype=torch.long, device=device), batch_size * unlabelled_ratio,
+                      seed=seed + 1)  # fmt: skip
+    optimizer = make_optimizer(_param_groups(model, lr, stage1_lr_scale), lr)
+    history = fit("selftrain", model, optimizer, batches, step_loss, epochs, settings, validate=per_epoch)
+    model.eval()
+    return history
+
+
+def _param_groups(model, lr, stage1_lr_scale):
+    """Stage 1 at ``lr * stage1_lr_scale``, stage 2 at ``lr``: fine-tuning's two parameter groups."""
+    return [
         {"params": model.stage1.parameters(), "lr": lr * stage1_lr_scale},
         {"params": model.stage2.parameters(), "lr": lr},
     ]
-    batches = Batches(xu, torch.zeros(len(xu), dtype=torch.long, device=device), batch_size * unlabelled_ratio,
-                      seed=seed + 1)  # fmt: skip
-    history = fit("selftrain", model, make_optimizer(groups, lr), batches, step_loss, epochs, settings,
-                  validate=per_epoch)  # fmt: skip
-    model.eval()
-    return history
 
 
 def _unlabelled_images(unlabelled, device):

@@ -52,7 +52,7 @@ def png_of(fig) -> bytes:
 
 
 class LivePlot:
-    """Curves redrawn after every epoch: losses on one axis, accuracies on their own axis."""
+    """Curves redrawn after every epoch: losses on one axis, accuracies and rates (0 to 1) on their own."""
 
     def __init__(self, keys=("train_loss", "val_loss"), title=""):
         self.keys, self.title = keys, title
@@ -66,9 +66,9 @@ class LivePlot:
 
     def figure(self, subtitle="") -> Figure:
         """The curves so far, as a matplotlib figure (one panel per kind of number)."""
-        accuracies = [k for k in self.keys if "acc" in k]
-        others = [k for k in self.keys if k not in accuracies]
-        groups = [g for g in (others, accuracies) if g]
+        shares = [k for k in self.keys if "acc" in k or "rate" in k]  # numbers between 0 and 1
+        others = [k for k in self.keys if k not in shares]
+        groups = [g for g in (others, shares) if g]
         fig = Figure(figsize=(5.2 * len(groups), 3.2))
         axes = fig.subplots(1, len(groups), squeeze=False)[0]
         x = range(1, len(self.records) + 1)
@@ -77,7 +77,7 @@ class LivePlot:
                 values = [r.get(key) for r in self.records]
                 if any(v is not None for v in values):
                     ax.plot(x, values, marker="o", label=key)
-            ax.set_ylabel("accuracy" if keys is accuracies else ("loss" if "loss" in keys[0] else keys[0]))
+            ax.set_ylabel(_axis_label(keys))
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch (across stages)" if len(self.records) else "epoch")
             ax.grid(alpha=0.3)
@@ -86,6 +86,13 @@ class LivePlot:
         fig.suptitle(f"{self.title}\n{subtitle}" if subtitle else self.title, fontsize=10)
         fig.tight_layout()
         return fig
+
+
+def _axis_label(keys):
+    for word in ("loss", "acc"):
+        if all(word in k for k in keys):
+            return {"loss": "loss", "acc": "accuracy"}[word]
+    return ", ".join(keys)
 
 
 class Panel:

@@ -4,6 +4,7 @@
     python benchmarks/probes.py stage2-batch     # the head at batch 512 vs 2048: accuracy and time, 3 seeds
     python benchmarks/probes.py feature-chunks   # stage1_features in chunks of 512 vs 2048
     python benchmarks/probes.py gather           # a batch by index_select vs x[idx]
+    python benchmarks/probes.py rows             # per-batch normalization vs a whole float32 copy
 
 Needs the full MNIST raw files ($TWOSTAGE_DATA; `make bench` sets it). Times are the median of a few
 repeats on one machine: read them as ratios, not constants.
@@ -99,9 +100,44 @@ def gather(train, batch=512):
     )
 
 
+def rows(train, rounds=5):
+    """Epoch time of each stage reading normalized rows a batch at a time (``TensorData.rows``, the
+    library's path) against reading a normalized float32 copy of the whole split (the old path),
+    interleaved in one process; median of ``rounds``, at the precision ``auto`` picks here."""
+    from twostage_lib.data import TensorData
+
+    per_batch = TensorData.rows
+    copies = {}
+
+    def whole_copy(data, device):  # normalize everything once, keep it: what the library did before
+        if id(data) not in copies:
+            x, y = per_batch(data, device)
+            copies[id(data)] = (x[:], y)
+        return copies[id(data)]
+
+    jobs = {
+        "stage 1 autoencoder, batch 512": lambda m: ts.train_stage1(m, train, epochs=1, progress=False),
+        "fine-tuning, batch 512": lambda m: ts.finetune(m, train, epochs=1, progress=False),
+        "fine-tuning + augmentation, batch 512": lambda m: ts.finetune(m, train, epochs=1, augment=True,
+                                                                       progress=False),
+        "supervised, batch 64": lambda m: ts.train_supervised(m, train, epochs=1, batch_size=64, progress=False),
+    }  # fmt: skip
+    try:
+        for name, job in jobs.items():
+            seconds = {"whole copy": [], "rows": []}
+            for _ in range(rounds):
+                for way, read in (("whole copy", whole_copy), ("rows", per_batch)):
+                    TensorData.rows = read
+                    seconds[way].append(job(ts.TwoStageNetwork())["seconds"][0])
+            copy_s, rows_s = statistics.median(seconds["whole copy"]), statistics.median(seconds["rows"])
+            print(f"{name}: whole float32 copy {copy_s:.2f} s, rows {rows_s:.2f} s an epoch ({rows_s / copy_s:.2f}x)")
+    finally:
+        TensorData.rows = per_batch
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("probe", choices=("bf16-threshold", "stage2-batch", "feature-chunks", "gather"))
+    parser.add_argument("probe", choices=("bf16-threshold", "stage2-batch", "feature-chunks", "gather", "rows"))
     args = parser.parse_args()
     splits = ts.load_mnist(data_root(), source="full", verbose=False)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -111,8 +147,10 @@ def main():
         stage2_batch(splits, splits.train)
     elif args.probe == "feature-chunks":
         feature_chunks(splits.train)
-    else:
+    elif args.probe == "gather":
         gather(splits.train)
+    else:
+        rows(ts.validation_split(splits.train, 5000)[0])
 
 
 if __name__ == "__main__":

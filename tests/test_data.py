@@ -152,6 +152,28 @@ def test_normalized_once_with_training_statistics(bundled):
     assert torch.allclose(xt[0], expected)
 
 
+def test_rows_normalize_as_read_with_the_numbers_of_a_whole_float_copy(bundled):
+    rows, y = bundled.train.rows("cpu")
+    assert rows.stored.dtype == torch.uint8 and rows.stored.data_ptr() == bundled.train.images.data_ptr()  # no copy
+    x, _ = bundled.train.on("cpu")
+    idx = torch.tensor([7, 0, 9999, 7])
+    assert torch.equal(rows[:300], x[:300]) and torch.equal(rows.index_select(0, idx), x.index_select(0, idx))
+    assert rows[5:6].dtype == torch.float32 and len(rows) == 10000 and rows.shape == (10000, 784)
+    floats = ts.from_tensors(torch.rand(50, 4, 4) * 3, torch.arange(50) % 2).train
+    assert torch.equal(floats.rows("cpu")[0][:], floats.on("cpu")[0])
+
+
+def test_training_keeps_the_images_as_stored(bundled):
+    """Every stage reads normalized rows a batch at a time: no float32 copy of the dataset is made
+    (4x the uint8 images: 170 MB for MNIST's training split)."""
+    data = bundled.train.subset(torch.arange(600))
+    net = ts.TwoStageNetwork()
+    ts.train_stage1(net, data, epochs=1, batch_size=200, progress=False, device="cpu")
+    ts.finetune(net, data, epochs=1, batch_size=200, progress=False, device="cpu", augment=True, val=data)
+    ts.evaluate_model(net, data)
+    assert list(data._on_device) == [("rows", "cpu")]
+
+
 def test_batches_are_seeded_and_cover_every_sample_once():
     x, y = torch.arange(103).float().unsqueeze(1), torch.arange(103)
     first = [b[1] for b in ts.Batches(x, y, batch_size=10, seed=3)]

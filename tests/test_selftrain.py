@@ -69,6 +69,31 @@ def test_the_labelled_subset_is_never_exceeded(start, monkeypatch):
         assert match.any(1).all() and torch.equal(yl[match.float().argmax(1)], y)
 
 
+@pytest.mark.parametrize("n_labelled, expected_batch", [(50, 32), (5000, 125)])
+def test_an_epoch_passes_over_every_label_once_at_least(start, monkeypatch, n_labelled, expected_batch):
+    """Few labels: FixMatch's 32 labelled to 4 x 32 unlabelled a step. As many labels as images: the
+    labelled batch grows so that the 40 steps of an epoch (5,000 / 128) also cover all 5,000 labels,
+    instead of 40 x 32 = 1,280 of them."""
+    import twostage_lib.training as T
+
+    net, labelled, pool, _ = start
+    labelled = labelled if n_labelled == len(labelled) else pool
+    sizes, real = {}, T.Batches
+
+    class Recording(real):
+        def __iter__(self):
+            for x, y in super().__iter__():
+                if self.batch_size != 128:  # the unlabelled batches are 4 x 32
+                    sizes.setdefault("labelled", []).append(len(y))
+                yield x, y
+
+    monkeypatch.setattr(T, "Batches", Recording)
+    ts.selftrain(copy.deepcopy(net), labelled, pool, epochs=1, lr=1e-3, batch_size=32, unlabelled_ratio=4,
+                 progress=False)  # fmt: skip
+    drawn = sizes["labelled"][:40]
+    assert drawn[0] == expected_batch and sum(drawn) >= len(labelled)
+
+
 def test_reproducible_with_a_seed(start):
     a, ha = run(start, seed=3)
     b, hb = run(start, seed=3)

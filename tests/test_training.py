@@ -469,7 +469,7 @@ def test_on_cuda_no_step_copies_from_the_host(small, stage):
             torch.cuda.synchronize()
         return sum(e.count for e in prof.key_averages() if "HtoD" in e.key)
 
-    small[0].on("cuda")  # the one copy of the data (TensorData keeps it), before counting
+    small[0].rows("cuda")  # the one copy of the images (TensorData keeps it), before counting
     assert copies(5) - copies(1) <= 4  # 4 more epochs, 32 more steps: at most one copy an epoch
 
 

@@ -106,16 +106,57 @@ class TensorData:
         return TensorData(self.images[index], self.labels[index], self.mean, self.std, self.source)
 
     def on(self, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flattened, normalized float inputs and labels on ``device``, computed once and cached.
-        One float copy, normalized in place: no temporaries the size of the dataset."""
+        """Flattened, normalized float inputs and labels on ``device``, computed once and cached: the
+        whole dataset as float32, 4x the memory of uint8 images. Training reads ``rows`` instead."""
         key = str(torch.device(device))
         if key not in self._on_device:
-            x = self.images.reshape(len(self), self.num_features).to(device, torch.float32, copy=True)
-            if self.images.dtype == torch.uint8:
-                x.div_(255)
-            x.sub_(self.mean).div_(self.std)
-            self._on_device[key] = (x, self.labels.to(device))
+            rows, labels = self.rows(device)
+            self._on_device[key] = (rows[:], labels)
         return self._on_device[key]
+
+    def rows(self, device) -> tuple[Rows, torch.Tensor]:
+        """The flattened images on ``device`` as stored (uint8 for MNIST), normalized as rows are
+        read, and the labels: what every stage trains on (docs/decisions.md, "Normalizing per batch")."""
+        key = ("rows", str(torch.device(device)))
+        if key not in self._on_device:
+            flat = self.images.reshape(len(self), self.num_features).to(device)
+            self._on_device[key] = (Rows(flat, self.mean, self.std), self.labels.to(device))
+        return self._on_device[key]
+
+
+class Rows:
+    """Flat images normalized as they are read: ``rows[i:j]`` and ``rows.index_select(0, idx)``
+    give float32 rows, ``(x / 255 - mean) / std`` for uint8 images, ``(x - mean) / std`` for float
+    ones, the same numbers as normalizing the whole set at once, without holding it as float32.
+    Only the reads the library's loops make are offered (length, shape, device, slices, index_select)."""
+
+    def __init__(self, stored, mean=0.0, std=1.0):
+        self.stored, self.mean, self.std = stored, mean, std
+
+    def __len__(self):
+        return len(self.stored)
+
+    @property
+    def shape(self):
+        return self.stored.shape
+
+    @property
+    def device(self):
+        return self.stored.device
+
+    def normalize(self, stored):
+        # uint8 / 255 gives float32 in one pass: the numbers of converting first, then dividing
+        x = stored.div(255) if stored.dtype == torch.uint8 else stored.to(torch.float32, copy=True)
+        return x.sub_(self.mean).div_(self.std)
+
+    def __getitem__(self, index):
+        return self.normalize(self.stored[index])
+
+    def index_select(self, dim, index):
+        return self.normalize(self.stored.index_select(dim, index))
+
+    def __repr__(self):
+        return f"Rows({len(self)} x {self.shape[1]}, stored as {self.stored.dtype}, normalized when read)"
 
 
 @dataclass

@@ -45,7 +45,7 @@ def over_chunks(fn, x, y, batch_size=EVAL_BATCH_SIZE):
     kept = []
     for i in range(0, len(x), batch_size):
         loss, out = fn(x[i : i + batch_size], y[i : i + batch_size])
-        loss_sum += loss * len(x[i : i + batch_size])
+        loss_sum += loss * min(batch_size, len(x) - i)
         if out is not None:
             kept.append(out)
     return loss_sum.item() / len(x), (torch.cat(kept) if kept else None)

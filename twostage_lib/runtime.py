@@ -76,17 +76,18 @@ def select_device(device="auto") -> torch.device:
 
 
 def as_tensors(data, device, batch_size=4096):
-    """Flattened float inputs and labels on ``device`` from a TensorData, an (X, y) pair, or a
-    torch ``Dataset`` / ``DataLoader`` (read once into memory)."""
+    """Flattened inputs (``data.Rows``: normalized float rows as they are read) and labels on
+    ``device`` from a TensorData, an (X, y) pair, or a torch ``Dataset`` / ``DataLoader`` (read once
+    into memory)."""
     if isinstance(data, TensorData):
-        return data.on(device)
+        return data.rows(device)
     if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
-        return TensorData(data[0], data[1]).on(device)
+        return TensorData(data[0], data[1]).rows(device)
     if isinstance(data, torch.utils.data.Dataset):
         data = torch.utils.data.DataLoader(data, batch_size=batch_size)
     if isinstance(data, torch.utils.data.DataLoader):
         xs, ys = zip(*((x.reshape(len(x), -1).float(), torch.as_tensor(y)) for x, y in data))
-        return TensorData(torch.cat(xs), torch.cat(ys), source="the dataset's images").on(device)
+        return TensorData(torch.cat(xs), torch.cat(ys), source="the dataset's images").rows(device)
     raise TypeError(
         f"cannot train on {type(data).__name__}: pass a TensorData (from load_mnist), "
         "an (X, y) pair of tensors, or a torch Dataset / DataLoader"

@@ -6,6 +6,8 @@ the loop's own and mean the same in every stage: see ``loop.LoopSettings``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -147,7 +149,12 @@ def stage1_features(model, x, batch_size=DEFAULT_BATCH_SIZE):
     images) for every row of ``x``, ``batch_size`` rows at a time (docs/decisions.md, "Caching stage 1's
     features"). Stage 1 is put in eval mode and left there, as a frozen stage 1 should be."""
     model.stage1.eval()
-    return torch.cat([model.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    first = model.features(x[:batch_size])
+    features = first.new_empty((len(x), *first.shape[1:]))  # filled in place: no second copy from a cat
+    features[: len(first)] = first
+    for i in range(batch_size, len(x), batch_size):
+        features[i : i + batch_size] = model.features(x[i : i + batch_size])
+    return features
 
 
 def finetune(model, data, epochs=5, lr=1e-3, stage1_lr_scale=0.1, batch_size=DEFAULT_BATCH_SIZE, device="auto",
@@ -214,12 +221,13 @@ def selftrain(model, labelled, unlabelled, epochs=30, lr=3e-3, stage1_lr_scale=1
               writer=None, progress=True, callback=None, precision="auto"):  # fmt: skip
     """Fine-tune on the labelled images *and* the unlabelled ones (FixMatch, Sohn et al. 2020).
 
-    Each step takes ``batch_size`` labelled images (cross-entropy on a gentle view) and
-    ``unlabelled_ratio`` times as many unlabelled ones. The model's prediction on a gentle view of
-    an unlabelled image, when at least ``threshold`` confident, becomes its *pseudo-label*, and a
-    strong view of the same image is trained towards it (weight ``unlabelled_weight``). Only
-    ``labelled`` has its labels read; ``unlabelled``'s (if any) are never used. An epoch is one pass
-    over the unlabelled images; ``history["pseudo_rate"]`` is the share above the threshold.
+    Each step takes ``batch_size * unlabelled_ratio`` unlabelled images and ``batch_size`` labelled
+    ones (cross-entropy on a gentle view), or more labelled ones when there are many: enough that an
+    epoch, one pass over the unlabelled images, is also a pass over the labelled ones. The model's
+    prediction on a gentle view of an unlabelled image, when at least ``threshold`` confident,
+    becomes its *pseudo-label*, and a strong view of the same image is trained towards it (weight
+    ``unlabelled_weight``). Only ``labelled`` has its labels read; ``unlabelled``'s (if any) are
+    never used. ``history["pseudo_rate"]`` is the share above the threshold.
     """
     settings = LoopSettings(scheduler, clip_grad_norm, early_stopping, writer, progress, callback, precision)
     if not 0.0 <= threshold <= 1.0 or unlabelled_weight < 0 or unlabelled_ratio < 1:
@@ -232,7 +240,10 @@ def selftrain(model, labelled, unlabelled, epochs=30, lr=3e-3, stage1_lr_scale=1
     unfreeze_stage1(model)
     shape = image_shape_of(labelled, xl)
     generator = torch.Generator(device=device).manual_seed(seed)
-    labelled_batches = _forever(Batches(xl, yl, min(batch_size, len(xl)), seed=seed))
+    steps = math.ceil(len(xu) / (batch_size * unlabelled_ratio))  # a step per unlabelled batch
+    # with few labels FixMatch's 1 : ratio; with many, every label once an epoch (docs/decisions.md)
+    labelled_batch = min(max(batch_size, math.ceil(len(xl) / steps)), len(xl))
+    labelled_batches = _forever(Batches(xl, yl, labelled_batch, seed=seed))
     seen = {"confident": torch.zeros((), device=device), "images": 0}  # summed on the device: no sync a step
 
     def step_loss(xu_b, _):

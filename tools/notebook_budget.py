@@ -99,7 +99,6 @@ def main(prefixes):
             r = rows[path.stem]
             print(f"{path.stem:<28} {r['seconds']:6.1f} s  peak {r['peak_mb']:6.0f} MB  added {r['added_mb']:5.0f} MB",
                   flush=True)  # fmt: skip
-    with tempfile.TemporaryDirectory() as workdir:
         floor = first_optimizer_mb(Path(workdir))
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     saved = {"notebooks": rows, "first_optimizer_mb": floor, "machine": machine,

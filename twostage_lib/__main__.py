@@ -124,9 +124,7 @@ def cmd_compare(args) -> int:
     start = time.perf_counter()
     log = print if not args.no_progress else (lambda *a: None)
     with ctrl_c_stops_the_run():
-        objectives = args.objectives if args.methods is None else [
-            o for o in OBJECTIVES if any(m.startswith(f"{o}+") for m in args.methods)]  # fmt: skip
-        study = run_study(splits, budgets=budgets, seeds=args.seeds, objectives=objectives, device=device,
+        study = run_study(splits, budgets=budgets, seeds=args.seeds, objectives=args.objectives, device=device,
                           precision=args.precision, log=log, methods=args.methods)  # fmt: skip
     study["total_seconds"] = time.perf_counter() - start
     print(format_study(study))

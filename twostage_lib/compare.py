@@ -79,6 +79,7 @@ def run_study(
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r} for objectives {list(objectives)}; choose from "
                          f"{', '.join(known)}")  # fmt: skip
+    objectives = [o for o in objectives if any(m.startswith(f"{o}+") for m in methods)]  # a stage 1 only if used
     epochs_stage1 = {**STAGE1_EPOCHS, **(epochs_stage1 or {})}
     study = Study(splits.test, lr, dict(device=device, progress=False, precision=precision), log, methods)
     try:
@@ -89,8 +90,6 @@ def run_study(
             for n, data in labelled.items():
                 study.supervised(n, data, train.num_features, seed)
             for objective in objectives:
-                if not any(m.startswith(f"{objective}+") for m in methods):
-                    continue
                 pretrained, seconds = study.stage1(train, objective, epochs_stage1.get(objective, 3), seed)
                 for n, data in labelled.items():
                     study.two_stage(pretrained, objective, n, data, seconds, seed, unlabelled=train)

@@ -240,9 +240,10 @@ def selftrain(model, labelled, unlabelled, epochs=30, lr=3e-3, stage1_lr_scale=1
     unfreeze_stage1(model)
     shape = image_shape_of(labelled, xl)
     generator = torch.Generator(device=device).manual_seed(seed)
-    steps = math.ceil(len(xu) / (batch_size * unlabelled_ratio))  # a step per unlabelled batch
+    batches = Batches(xu, torch.zeros(len(xu), dtype=torch.long, device=device), batch_size * unlabelled_ratio,
+                      seed=seed + 1)  # a step per unlabelled batch  # fmt: skip
     # with few labels FixMatch's 1 : ratio; with many, every label once an epoch (docs/decisions.md)
-    labelled_batch = min(max(batch_size, math.ceil(len(xl) / steps)), len(xl))
+    labelled_batch = min(max(batch_size, math.ceil(len(xl) / len(batches))), len(xl))
     labelled_batches = _forever(Batches(xl, yl, labelled_batch, seed=seed))
     seen = {"confident": torch.zeros((), device=device), "images": 0}  # summed on the device: no sync a step
 
@@ -265,8 +266,6 @@ def selftrain(model, labelled, unlabelled, epochs=30, lr=3e-3, stage1_lr_scale=1
         seen.update(confident=torch.zeros((), device=device), images=0)
         return {**rate, **(check() if check is not None else {})}
 
-    batches = Batches(xu, torch.zeros(len(xu), dtype=torch.long, device=device), batch_size * unlabelled_ratio,
-                      seed=seed + 1)  # fmt: skip
     optimizer = make_optimizer(_param_groups(model, lr, stage1_lr_scale), lr)
     history = fit("selftrain", model, optimizer, batches, step_loss, epochs, settings, validate=per_epoch)
     model.eval()

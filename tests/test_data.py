@@ -287,3 +287,42 @@ def test_weighted_batches_rebalance_classes():
     assert len(drawn) == 1000 and 0.42 < share < 0.58  # about half, not 10%
     with pytest.raises(ValueError, match="sample_weights has 3 weights for 1000 samples"):
         ts.Batches(x, y, sample_weights=torch.ones(3))
+
+
+def test_pixel_stats_count_the_values_and_give_the_float_copys_numbers(bundled):
+    """The mean and std come from a histogram of the 256 pixel values (no float copy of the
+    images): bit for bit what the bundled subset's float copy gives, and within one float32 step of
+    it on any uint8 images (the copy's float32 sum is the one that rounds)."""
+    scaled = bundled.train.images.float() / 255
+    assert D.pixel_stats(bundled.train.images) == (float(scaled.mean()), float(scaled.std()))
+    images = torch.randint(0, 256, (333, 7, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mean, std = D.pixel_stats(images)
+    copy = images.float() / 255
+    assert std == float(copy.std()) and abs(mean - float(copy.mean())) <= 2**-24
+    flat = torch.full((4, 3, 3), 7, dtype=torch.uint8)
+    assert D.pixel_stats(flat) == (float(torch.tensor(7 / 255)), 1.0)  # no spread: std 1, never a division by 0
+    floats = torch.rand(20, 3) * 5
+    assert D.pixel_stats(floats) == (float(floats.mean()), float(floats.std()))
+
+
+def test_a_subset_shares_its_parents_images_and_reads_the_same_rows(bundled):
+    """validation_split and labels_per_class keep indices, not copies of the images; the rows a
+    subset gives, its images and its training are those of a copy holding the same images."""
+    train, val = ts.validation_split(bundled.train, 0.1)
+    assert train.stored.data_ptr() == bundled.train.images.data_ptr() and len(train) == 9000
+    picks = ts.labels_per_class(train, 3, seed=1)  # a subset of a subset
+    assert picks.stored.data_ptr() == bundled.train.images.data_ptr()
+    assert torch.equal(picks.images, bundled.train.images[picks.index]) and picks.image_shape == (28, 28)
+    copy = D.TensorData(picks.images.clone(), picks.labels, bundled.train.mean, bundled.train.std)
+    rows, copy_rows = picks.rows("cpu")[0], copy.rows("cpu")[0]
+    idx = torch.tensor([29, 0, 5, 5])
+    assert len(rows) == 30 and rows.shape == (30, 784)
+    assert torch.equal(rows[:], copy_rows[:]) and torch.equal(rows[3:9], copy_rows[3:9])
+    assert torch.equal(rows.index_select(0, idx), copy_rows.index_select(0, idx))
+    weights = []
+    for data in (picks, copy):
+        torch.manual_seed(0)
+        net = ts.TwoStageNetwork()
+        ts.train_stage1(net, data, epochs=2, batch_size=8, progress=False, device="cpu")
+        weights.append(ts.snapshot(net.stage1))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

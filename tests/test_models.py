@@ -1,3 +1,4 @@
+import socket
 import urllib.error
 
 import pytest
@@ -69,3 +70,21 @@ def test_transfer_network_loads_weights_cached_in_the_hub_dir(monkeypatch, tmp_p
     torch.save(state, tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1])
     net = ts.TransferTwoStageNetwork(num_classes=5, weights="DEFAULT")
     assert torch.all(net.stage1[0].weight == 0.5) and net.stage2.out_features == 5
+
+
+def test_offline_without_cached_weights_no_network_is_built(monkeypatch, tmp_path):
+    """Offline with no cached file, the error comes before the 45 MB ResNet-18 is built (and
+    before a download is tried): the notebook's kernel keeps that memory."""
+    from torchvision import models
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    built = []
+    monkeypatch.setattr(models, "resnet18", lambda **kw: built.append(kw))
+
+    def unreachable(address, timeout=None):
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    with pytest.raises(ts.WeightsUnavailableError, match=r"not cached and download\.pytorch\.org cannot be reached"):
+        ts.TransferTwoStageNetwork(weights="DEFAULT")
+    assert built == []

@@ -562,3 +562,78 @@ def test_a_near_zero_first_loss_is_not_a_yardstick(model, small):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ts.train_stage2(model, small[0], epochs=2, criterion=criterion, **FAST)
+
+
+def test_a_stage1_without_weights_is_not_cached_and_trains_the_same(small, monkeypatch):
+    """nn.Identity as stage 1 (the head sees the pixels): no feature cache is built (it would be
+    a float32 copy of every image), and the head trains bit for bit as it would on the cache."""
+    from twostage_lib import training
+
+    calls, real = [], training.stage1_features
+    monkeypatch.setattr(training, "stage1_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    def head(force_cache):
+        with monkeypatch.context() as m:
+            if force_cache:  # the cache, as a stage 1 with weights gets it
+                m.setattr(training, "_has_state", lambda module: True)
+            torch.manual_seed(0)
+            net = ts.TwoStageNetwork()
+            net.stage1, net.stage2 = nn.Identity(), nn.Linear(784, 10)
+            ts.train_stage2(net, small[0], epochs=2, **FAST)
+        return ts.snapshot(net.stage2)
+
+    plain = head(force_cache=False)
+    assert not calls
+    cached = head(force_cache=True)
+    assert calls and all(torch.equal(cached[k], plain[k]) for k in cached)
+
+
+def test_evaluation_and_the_feature_cache_take_the_models_chunk(small):
+    """A model may set ``eval_chunk`` (the ResNet-18 transfer network does: 512 images at 64 px
+    hold about 370 MB of activations); evaluation and stage 1's feature cache then go that many rows
+    at a time, with the numbers of one pass."""
+    assert ts.TransferTwoStageNetwork.eval_chunk == 32
+    torch.manual_seed(0)
+    net = ts.TwoStageNetwork()
+    seen = []
+    net.stage1.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    whole = ts.evaluate_model(net, small[1])
+    net.eval_chunk = 7
+    seen.clear()
+    chunked = ts.evaluate_model(net, small[1])
+    assert max(seen) == 7 and chunked.accuracy == whole.accuracy
+    seen.clear()
+    x, _ = small[1].rows("cpu")
+    features = ts.stage1_features(net, x[:30])
+    assert max(seen) == 7 and torch.allclose(features, net.features(x[:30]), atol=1e-6)
+
+
+def test_every_stage_and_evaluation_hands_freed_memory_back(small, monkeypatch):
+    """glibc keeps what PyTorch frees, so a kernel's memory only grows: each stage and each
+    evaluation ends by returning it (release_memory; malloc_trim on Linux)."""
+    from twostage_lib import evaluation, loop
+
+    calls = []
+    monkeypatch.setattr(loop, "release_memory", lambda: calls.append("stage"))
+    monkeypatch.setattr(evaluation, "release_memory", lambda: calls.append("evaluation"))
+    net = ts.TwoStageNetwork()
+    ts.train_stage1(net, small[0], epochs=1, **FAST)
+    ts.train_stage2(net, small[0], epochs=1, **FAST)
+    ts.evaluate_model(net, small[1])
+    assert calls == ["stage", "stage", "evaluation"]
+    ts.runtime.release_memory()  # the real one runs (or does nothing off glibc) without error
+
+
+def test_stage1_validates_in_batches_of_its_training_batch(small):
+    """Stage 1's validation loss takes batches of the training batch size: a contrastive loss
+    depends on how many images share a batch (4,096 would compare each with 4,095 others, training
+    with 511), so the two losses measure the same thing, and validation needs no more memory."""
+    torch.manual_seed(0)
+    net = ts.TwoStageNetwork()
+    sizes = []
+    net.stage1.register_forward_hook(lambda m, args, out: None if m.training else sizes.append(len(args[0])))
+    val = small[1].subset(range(200))
+    h = ts.train_stage1(net, small[0].subset(range(300)), epochs=1, batch_size=64, val=val, device="cpu",
+                        progress=False)  # fmt: skip
+    assert sorted(set(sizes)) == [8, 64] and sum(sizes) == 200  # 3 x 64 + 8
+    assert math.isfinite(h["val_loss"][0])

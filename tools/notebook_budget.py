@@ -39,11 +39,12 @@ nb = nbformat.read(sys.argv[1], as_version=4)
 nb.cells.insert(0, nbformat.v4.new_code_cell(sys.argv[3]))
 nb.cells.append(nbformat.v4.new_code_cell(sys.argv[4]))
 NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
-print(nb.cells[-1].outputs[0]["text"])
+print("".join(o.get("text", "") for o in nb.cells[-1].outputs))  # a stream may arrive in pieces
 """
 
 
-FLOOR = ("import json, resource, torch\na = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+FLOOR = ("import json, resource, sys\nif sys.argv[1:] == ['no-triton']:\n    sys.modules['triton'] = None\n"
+         "import torch\na = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
          "torch.optim.Adam([torch.zeros(1, requires_grad=True)])\n"
          "print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - a) / 1024))")  # fmt: skip
 
@@ -53,10 +54,12 @@ def env_one_core(workdir: Path) -> dict:
                 TWOSTAGE_CHECKPOINTS=str(workdir / "checkpoints"))  # fmt: skip
 
 
-def first_optimizer_mb(workdir: Path) -> float:
+def first_optimizer_mb(workdir: Path, *args) -> float:
     """What PyTorch itself adds the first time any optimizer is built (torch.optim imports
-    torch._dynamo, and with it sympy and triton): part of every training notebook's figure."""
-    out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", FLOOR], env=env_one_core(workdir),
+    torch._dynamo, and with it sympy and, where it is installed, triton; importing torchvision does
+    the same): part of every training notebook's figure. ``"no-triton"`` measures it as the CPU
+    build has it (no triton package: torch then skips it)."""
+    out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", FLOOR, *args], env=env_one_core(workdir),
                          capture_output=True, text=True, check=True)  # fmt: skip
     return json.loads(out.stdout)
 
@@ -78,8 +81,10 @@ def table(saved) -> str:
     lines = [f"Measured with `python tools/notebook_budget.py` on {saved['machine']}: one core (`taskset -c 0`), "
              f"one thread, float32 (no fast bfloat16), {saved['data']}, checkpoints trained as the series runs "
              "(each notebook saves the stage 1 the next ones load). Of what a training notebook adds, "
-             f"{saved['first_optimizer_mb']:.0f} MB is PyTorch's own: building the first optimizer imports "
-             "torch._dynamo (and sympy, triton) in any kernel, measured alone in a bare process.", "",
+             f"{saved['first_optimizer_mb']:.0f} MB is PyTorch's own: building the first optimizer (or importing "
+             "torchvision) imports torch._dynamo, sympy and triton in any kernel, measured alone in a bare process; "
+             f"{saved['first_optimizer_no_triton_mb']:.0f} MB with the CPU build, which has no triton (measured "
+             "here with triton hidden).", "",
              "| notebook | wall time | kernel peak RSS | after `import torch` | added by the notebook |",
              "|---|---:|---:|---:|---:|"]  # fmt: skip
     for name, r in rows.items():
@@ -100,8 +105,10 @@ def main(prefixes):
             print(f"{path.stem:<28} {r['seconds']:6.1f} s  peak {r['peak_mb']:6.0f} MB  added {r['added_mb']:5.0f} MB",
                   flush=True)  # fmt: skip
         floor = first_optimizer_mb(Path(workdir))
+        floor_cpu_build = first_optimizer_mb(Path(workdir), "no-triton")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    saved = {"notebooks": rows, "first_optimizer_mb": floor, "machine": machine,
+    saved = {"notebooks": rows, "first_optimizer_mb": floor, "first_optimizer_no_triton_mb": floor_cpu_build,
+             "machine": machine,
              "data": "full MNIST" if data else "the bundled subset"}  # fmt: skip
     RESULTS.write_text(json.dumps(saved, indent=1))
     text = table(saved)

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from .data import class_indices
-from .runtime import as_tensors, select_device
+from .runtime import as_tensors, release_memory, select_device
 
 EVAL_BATCH_SIZE = 4096  # rows a chunk when evaluating: no autograd, so large chunks are cheap
 
@@ -34,6 +34,12 @@ def criterion_on(criterion, device):
     if criterion is None:
         return nn.CrossEntropyLoss()
     return criterion.to(device) if isinstance(criterion, nn.Module) else criterion
+
+
+def eval_chunk(model, default=EVAL_BATCH_SIZE) -> int:
+    """Rows a pass without autograd takes at a time for ``model``: its ``eval_chunk`` when it sets
+    one (the ResNet-18 transfer network does: its activations are large), else ``default``."""
+    return getattr(model, "eval_chunk", default)
 
 
 @torch.no_grad()
@@ -71,7 +77,7 @@ def loss_and_accuracy(model, x, y) -> dict:
         return nn.functional.cross_entropy(out, yb), out.argmax(1)
 
     with evaluating(model):
-        loss, pred = over_chunks(chunk, x, y)
+        loss, pred = over_chunks(chunk, x, y, eval_chunk(model))
     return {"val_loss": loss, "val_acc": (pred == y).sum().item() / len(x)}
 
 
@@ -94,10 +100,9 @@ class Evaluation:
         )
 
 
-def evaluate_model(
-    model, data, criterion=None, batch_size=EVAL_BATCH_SIZE, device=None, num_classes=None
-) -> Evaluation:
+def evaluate_model(model, data, criterion=None, batch_size=None, device=None, num_classes=None) -> Evaluation:
     """Accuracy, sample-weighted loss, per-class precision and recall, balanced accuracy, confusion.
+    ``batch_size``: rows a chunk, by default ``EVAL_BATCH_SIZE`` or the model's ``eval_chunk``.
 
     The original blog post divides the summed batch losses by the number of batches, which
     over-weights a small last batch; here every sample counts once.
@@ -116,7 +121,8 @@ def evaluate_model(
     with evaluating(model):  # each submodule keeps its own mode afterwards (a frozen stage 1 stays in eval)
         with torch.no_grad():
             check_targets(y, model(x[:1]).shape[1], "the model")
-        loss, pred = over_chunks(chunk, x, y, batch_size)
+        loss, pred = over_chunks(chunk, x, y, batch_size or eval_chunk(model))
+    release_memory()
     return summarize(y, pred, loss, num_classes)
 
 

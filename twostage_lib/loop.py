@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .data import Batches
 from .evaluation import loss_and_accuracy
-from .runtime import as_tensors, precision_for
+from .runtime import as_tensors, precision_for, release_memory
 
 # Set by the command line's Ctrl-C handler: the loop stops at the end of the current step, as if
 # interrupted there (an API caller's Ctrl-C raises KeyboardInterrupt directly).
@@ -318,6 +318,7 @@ def fit(stage, model, optimizer, batches, loss_fn, epochs, settings=None, *, val
         history.seconds = time.perf_counter() - start
         if writer is not None:
             writer.flush()
+        release_memory()
     if s.early_stopping is not None and s.early_stopping.restore_best and s.early_stopping.restore(model):
         history.best_epoch = s.early_stopping.best_epoch
     return history

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import os
 import random
+import sys
 import warnings
 from pathlib import Path
 
@@ -42,6 +45,28 @@ def match_threads_to_quota() -> int:
     if n != torch.get_num_threads():
         torch.set_num_threads(n)
     return n
+
+
+def _libc_trim():
+    """glibc's ``malloc_trim``, or None (macOS, Windows, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _libc_trim()
+
+
+def release_memory() -> None:
+    """Give the memory PyTorch has freed back to the operating system (Linux with glibc; elsewhere
+    nothing). glibc keeps freed blocks for reuse, so without this a kernel's memory only grows as
+    it trains and evaluates; on a 2 GB Binder that is what restarts kernels. Every stage and every
+    evaluation ends with it: a few milliseconds (docs/decisions.md, "Memory")."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def seed_everything(seed=0) -> None:

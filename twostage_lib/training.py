@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from .augmentations import augment as augment_batch
 from .augmentations import strong_augment
 from .data import Batches, image_shape_of
-from .evaluation import check_targets, criterion_on, over_chunks
+from .evaluation import check_targets, criterion_on, eval_chunk, over_chunks
 from .freezing import freeze_stage1, unfreeze_stage1
 from .loop import LoopSettings, fit, make_optimizer, validator
 from .objectives import Contrastive, make_objective
@@ -61,7 +61,7 @@ def train_stage1(model, data, objective="autoencoder", epochs=5, lr=1e-3, batch_
         lambda xb, yb: loss_of(model, xb),
         epochs,
         settings,
-        validate=_stage1_validator(model, heads, loss_of, val, device),
+        validate=_stage1_validator(model, heads, loss_of, val, device, batch_size),
         train_modules=[model.stage1, *heads],
         objective=obj,
     )
@@ -69,8 +69,11 @@ def train_stage1(model, data, objective="autoencoder", epochs=5, lr=1e-3, batch_
     return history
 
 
-def _stage1_validator(model, heads, loss_of, val, device):
-    """``validate()`` for stage 1: the objective's mean loss on ``val`` (labels unused)."""
+def _stage1_validator(model, heads, loss_of, val, device, batch_size):
+    """``validate()`` for stage 1: the objective's mean loss on ``val`` (labels unused), in batches
+    of the training batch size. A contrastive loss depends on how many other images a batch holds
+    (4,095 negatives in a batch of 4,096, 511 in one of 512), so the validation loss then measures
+    what the training loss measures; and no batch needs more memory than a training step."""
     if val is None:
         return None
     xv, yv = as_tensors(val, device)
@@ -78,7 +81,7 @@ def _stage1_validator(model, heads, loss_of, val, device):
     def validate():
         for m in [model, *heads]:
             m.eval()
-        loss, _ = over_chunks(lambda xb, yb: (loss_of(model, xb), None), xv, yv)
+        loss, _ = over_chunks(lambda xb, yb: (loss_of(model, xb), None), xv, yv, batch_size)
         return {"val_loss": loss}
 
     return validate
@@ -110,12 +113,16 @@ def train_stage2(model, data, epochs=5, lr=STAGE2_LR, batch_size=STAGE2_BATCH_SI
     whole training set when ``cache_features`` (the default), else every step. A given
     ``optimizer`` may hold stage-1 parameters (even with Adam state): they still do not move.
     The defaults, batch 2048 at a learning rate of 8e-3, suit a head on cached features
-    (``STAGE2_BATCH_SIZE``); a smaller batch wants a proportionally smaller rate.
+    (``STAGE2_BATCH_SIZE``); a smaller batch wants a proportionally smaller rate. A stage 1 with
+    no parameters and no buffers (``nn.Identity``: the head sees the pixels) is never cached: its
+    features are the normalized pixels, one cheap step a batch, and the cache would be a float32
+    copy of every image (170 MB for MNIST's 54,000); the numbers are the same either way.
     """
     settings = LoopSettings(scheduler, clip_grad_norm, early_stopping, writer, progress, callback, precision)
     device, x, y = _prepare(model, data, device, seed, classify=criterion is None)
     freeze_stage1(model)
     criterion = criterion_on(criterion, device)
+    cache_features = cache_features and _has_state(model.stage1)
     if cache_features:
         x = stage1_features(model, x)
 
@@ -144,10 +151,12 @@ def train_stage2(model, data, epochs=5, lr=STAGE2_LR, batch_size=STAGE2_BATCH_SI
 
 
 @torch.no_grad()
-def stage1_features(model, x, batch_size=DEFAULT_BATCH_SIZE):
+def stage1_features(model, x, batch_size=None):
     """Stage 1's features (``model.features``: for the transfer network, after adapting the
-    images) for every row of ``x``, ``batch_size`` rows at a time (docs/decisions.md, "Caching stage 1's
-    features"). Stage 1 is put in eval mode and left there, as a frozen stage 1 should be."""
+    images) for every row of ``x``, ``batch_size`` rows at a time (by default ``DEFAULT_BATCH_SIZE``,
+    or the model's smaller ``eval_chunk``; docs/decisions.md, "Caching stage 1's features").
+    Stage 1 is put in eval mode and left there, as a frozen stage 1 should be."""
+    batch_size = batch_size or eval_chunk(model, DEFAULT_BATCH_SIZE)
     model.stage1.eval()
     first = model.features(x[:batch_size])
     features = first.new_empty((len(x), *first.shape[1:]))  # filled in place: no second copy from a cat
@@ -207,6 +216,11 @@ def _prepare(model, data, device, seed, classify=False):
     if classify:
         _check_classes(model, y)
     return device, x, y
+
+
+def _has_state(module) -> bool:
+    """Whether ``module`` holds any parameter or buffer (else it is a fixed function of its input)."""
+    return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
 
 
 def _check_classes(model, y):

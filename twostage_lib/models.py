@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-import socket
 import urllib.parse
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+
+from .data import _online
 
 
 def _check_weights_reachable(weights, timeout=2.0) -> None:
@@ -20,10 +21,8 @@ def _check_weights_reachable(weights, timeout=2.0) -> None:
     url = urllib.parse.urlparse(weights.url)
     if (Path(torch.hub.get_dir()) / "checkpoints" / Path(url.path).name).is_file():
         return
-    try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
-    except OSError as exc:
-        raise OSError(f"they are not cached and {url.hostname} cannot be reached ({exc})") from exc
+    if not _online(url.hostname, timeout):
+        raise OSError(f"they are not cached and {url.hostname} cannot be reached")
 
 
 def mlp(sizes, final_activation=False) -> nn.Sequential:

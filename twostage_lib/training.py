@@ -153,8 +153,9 @@ def train_stage2(model, data, epochs=5, lr=STAGE2_LR, batch_size=STAGE2_BATCH_SI
 @torch.no_grad()
 def stage1_features(model, x, batch_size=None):
     """Stage 1's features (``model.features``: for the transfer network, after adapting the
-    images) for every row of ``x``, ``batch_size`` rows at a time (by default ``DEFAULT_BATCH_SIZE``,
-    or the model's smaller ``eval_chunk``; docs/decisions.md, "Caching stage 1's features").
+    images) for every row of ``x``, ``batch_size`` rows at a time (by default the model's
+    ``eval_chunk`` if it sets one, else ``DEFAULT_BATCH_SIZE``; docs/decisions.md, "Caching stage 1's
+    features").
     Stage 1 is put in eval mode and left there, as a frozen stage 1 should be."""
     batch_size = batch_size or eval_chunk(model, DEFAULT_BATCH_SIZE)
     model.stage1.eval()
@@ -220,7 +221,7 @@ def _prepare(model, data, device, seed, classify=False):
 
 def _has_state(module) -> bool:
     """Whether ``module`` holds any parameter or buffer (else it is a fixed function of its input)."""
-    return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
+    return next(module.parameters(), None) is not None or next(module.buffers(), None) is not None
 
 
 def _check_classes(model, y):

@@ -5,6 +5,7 @@
     python benchmarks/probes.py feature-chunks   # stage1_features in chunks of 512 vs 2048
     python benchmarks/probes.py gather           # a batch by index_select vs x[idx]
     python benchmarks/probes.py rows             # per-batch normalization vs a whole float32 copy
+    python benchmarks/probes.py augment          # augmentation's sampling grid: two planes vs torch.stack
 
 Needs the full MNIST raw files ($TWOSTAGE_DATA; `make bench` sets it). Times are the median of a few
 repeats on one machine: read them as ratios, not constants.
@@ -135,9 +136,42 @@ def rows(train, rounds=5):
         TensorData.rows = per_batch
 
 
+def augment(train, batch=512, rounds=7):
+    """A batch's augmentation with its sampling grid built as two planes (the library) against
+    interleaved by torch.stack as it is built (before): interleaved rounds, median, and a check that
+    both give the same pixels bit for bit."""
+    from twostage_lib import augmentations as A
+
+    planes = A._sampling_grid
+
+    def stacked(cos, sin, tx, ty, field, height, width):
+        cols, rows = A._pixel_centres(height, width, cos.device, cos.dtype)
+        grid = torch.stack([cos * cols - sin * rows + tx, sin * cols + cos * rows + ty], dim=-1)
+        return grid if field is None else grid + field.permute(0, 2, 3, 1)
+
+    x, _ = train.rows("cpu")
+    xb = x[:batch]
+    kinds = {"gentle (fine-tuning)": A.augment, "strong (contrastive, self-training)": A.strong_augment}
+    try:
+        for name, fn in kinds.items():
+            seconds, out = {"stacked": [], "planes": []}, {}
+            for _ in range(rounds):
+                for way, build in (("stacked", stacked), ("planes", planes)):
+                    A._sampling_grid = build
+                    out[way] = fn(xb, generator=torch.Generator().manual_seed(0))
+                    seconds[way].append(timed(lambda fn=fn: fn(xb, generator=torch.Generator().manual_seed(0))))
+            before, after = statistics.median(seconds["stacked"]), statistics.median(seconds["planes"])
+            same = "the same bits" if torch.equal(out["stacked"], out["planes"]) else "DIFFERENT PIXELS"
+            print(f"{name}, batch {batch}: stacked {before * 1e3:.2f} ms, planes {after * 1e3:.2f} ms "
+                  f"({before / after:.1f}x faster), {same}")  # fmt: skip
+    finally:
+        A._sampling_grid = planes
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("probe", choices=("bf16-threshold", "stage2-batch", "feature-chunks", "gather", "rows"))
+    probes = ("bf16-threshold", "stage2-batch", "feature-chunks", "gather", "rows", "augment")
+    parser.add_argument("probe", choices=probes)
     args = parser.parse_args()
     splits = ts.load_mnist(data_root(), source="full", verbose=False)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -149,6 +183,8 @@ def main():
         feature_chunks(splits.train)
     elif args.probe == "gather":
         gather(splits.train)
+    elif args.probe == "augment":
+        augment(splits.train)
     else:
         rows(ts.validation_split(splits.train, 5000)[0])
 

@@ -227,6 +227,27 @@ def test_augmentation_is_small_and_never_flips(bundled):
     assert float(centre.max()) < 8.5 and float(centre.min()) > 0.5  # starts at 4.5; a flip gives 22.5
 
 
+def test_the_sampling_grid_is_affine_grids():
+    """augment writes F.affine_grid's grid out by hand (two planes, handed over as a view): the same
+    points, for every rotation, zoom and shift, with a field added where there is one."""
+    import torch.nn.functional as F
+
+    from twostage_lib.augmentations import _sampling_grid
+
+    g = torch.Generator().manual_seed(0)
+    n, h, w = 6, 28, 20
+    angle, zoom = torch.rand(n, generator=g) * 2 - 1, torch.rand(n, generator=g) + 0.5
+    tx, ty = torch.rand(n, generator=g) - 0.5, torch.rand(n, generator=g) - 0.5
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)  # (n, 2, 3)
+    expected = F.affine_grid(theta, (n, 1, h, w), align_corners=False)
+    grid = _sampling_grid(cos.view(n, 1, 1), sin.view(n, 1, 1), tx.view(n, 1, 1), ty.view(n, 1, 1), None, h, w)
+    assert grid.shape == (n, h, w, 2) and torch.allclose(grid, expected, atol=1e-6)
+    field = torch.randn(n, 2, h, w, generator=g)
+    bent = _sampling_grid(cos.view(n, 1, 1), sin.view(n, 1, 1), tx.view(n, 1, 1), ty.view(n, 1, 1), field, h, w)
+    assert torch.allclose(bent, expected + field.permute(0, 2, 3, 1), atol=1e-6)
+
+
 def test_elastic_distortion_is_smooth_and_small():
     x = torch.rand(64, 784)
     plain = ts.augment(x, generator=torch.Generator().manual_seed(3))

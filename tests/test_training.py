@@ -570,7 +570,7 @@ def test_a_stage1_without_weights_is_not_cached_and_trains_the_same(small, monke
     from twostage_lib import training
 
     calls, real = [], training.stage1_features
-    monkeypatch.setattr(training, "stage1_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(training, "stage1_features", lambda model, x, **k: calls.append(len(x)) or real(model, x, **k))
 
     def head(force_cache):
         with monkeypatch.context() as m:
@@ -583,15 +583,16 @@ def test_a_stage1_without_weights_is_not_cached_and_trains_the_same(small, monke
         return ts.snapshot(net.stage2)
 
     plain = head(force_cache=False)
-    assert not calls
+    assert max(calls) <= FAST["batch_size"], "features a batch at a time, never a cache of the whole set"
+    calls.clear()
     cached = head(force_cache=True)
-    assert calls and all(torch.equal(cached[k], plain[k]) for k in cached)
+    assert calls == [len(small[0])] and all(torch.equal(cached[k], plain[k]) for k in cached)
 
 
 def test_evaluation_and_the_feature_cache_take_the_models_chunk(small):
     """A model may set ``eval_chunk`` (the ResNet-18 transfer network does: 512 images at 64 px
-    hold about 370 MB of activations); evaluation and stage 1's feature cache then go that many rows
-    at a time, with the numbers of one pass."""
+    hold about 370 MB of activations); evaluation, stage 1's feature cache and features recomputed
+    every step then go that many rows at a time, with the numbers of one pass."""
     assert ts.TransferTwoStageNetwork.eval_chunk == 32
     torch.manual_seed(0)
     net = ts.TwoStageNetwork()
@@ -606,6 +607,9 @@ def test_evaluation_and_the_feature_cache_take_the_models_chunk(small):
     x, _ = small[1].rows("cpu")
     features = ts.stage1_features(net, x[:30])
     assert max(seen) == 7 and torch.allclose(features, net.features(x[:30]), atol=1e-6)
+    seen.clear()  # features recomputed every step are chunked too: a batch of 20 in chunks of 7
+    ts.train_stage2(net, small[0], epochs=1, cache_features=False, **dict(FAST, batch_size=20))
+    assert seen and max(seen) == 7
 
 
 def test_every_stage_and_evaluation_hands_freed_memory_back(small, monkeypatch):

@@ -35,6 +35,21 @@ def test_a_panel_runs_headless_and_keeps_a_static_picture():
     assert panel.runs == 2 and len(panel.plot.records) == 5, "Run retrains from scratch with the new values"
 
 
+def test_the_live_plot_is_redrawn_at_most_every_half_second_and_always_drawn_at_the_end(monkeypatch):
+    import twostage_lib.widgets as widgets
+
+    drawn = []  # how many epochs each redraw showed
+    real = widgets.png_of
+    monkeypatch.setattr(widgets, "png_of", lambda fig: drawn.append(len(panel.plot.records)) or real(fig))
+    panel = TrainingPanel({"epochs": slider("epochs", 200, 1, 500)}, fake_training, title="T")
+    start = widgets.time.perf_counter()
+    panel.run()  # 200 epochs that take no time: drawing each one took 60 s
+    seconds = widgets.time.perf_counter() - start
+    assert drawn[0] == 1, "the first epoch is drawn at once"
+    assert drawn[-1] == 200, "run() draws the finished curves"
+    assert len(drawn) <= 2 + seconds / TrainingPanel.min_interval, (len(drawn), seconds)
+
+
 def test_a_saved_panel_reads_as_a_sentence_not_a_widget_repr():
     panel = TrainingPanel({"x": dropdown("x", ["a", "b"])}, fake_training, title="Stage 1 pretraining")
     bundle = panel._repr_mimebundle_()

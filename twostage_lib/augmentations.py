@@ -44,6 +44,21 @@ def _upsampler(points, height, width, device, dtype):
     return F.interpolate(eye, size=(height, width), mode="bicubic", align_corners=True).view(points * points, -1)
 
 
+def _sampling_grid(cos, sin, tx, ty, field, height, width):
+    """Where each output pixel samples from, (n, H, W, 2) as grid_sample reads it: F.affine_grid's
+    grid written out (its batched matmul with an inner size of 3 is several times slower on a CPU),
+    plus the elastic ``field`` (n, 2, H, W), if any. Built as two planes, x then y, and handed over
+    as a view: interleaving x and y while building them (torch.stack) made augmentation about twice
+    as slow on a CPU, for the same numbers (docs/decisions.md, "Time on one core")."""
+    cols, rows = _pixel_centres(height, width, cos.device, cos.dtype)
+    planes = torch.empty((len(cos), 2, height, width), device=cos.device, dtype=cos.dtype)
+    torch.sub(cos * cols, sin * rows, out=planes[:, 0]).add_(tx)  # cos x - sin y + tx
+    torch.add(sin * cols, cos * rows, out=planes[:, 1]).add_(ty)  # sin x + cos y + ty
+    if field is not None:
+        planes += field
+    return planes.permute(0, 2, 3, 1)
+
+
 def full_precision(fn):
     """Run ``fn`` outside any autocast region: resampling pixels in bfloat16 would blur them."""
 
@@ -76,14 +91,12 @@ def augment(
     zoom = uniform(*scale)
     tx, ty = uniform(-shift, shift) * 2, uniform(-shift, shift) * 2  # grid coords span 2
     cos, sin = (torch.cos(angle) / zoom).view(n, 1, 1), (torch.sin(angle) / zoom).view(n, 1, 1)
-    # where each output pixel samples from: F.affine_grid's grid, written out (its batched matmul
-    # with an inner size of 3 is several times slower on a CPU)
-    cols, rows = _pixel_centres(*imgs.shape[-2:], x.device, x.dtype)
-    grid = torch.stack([cos * cols - sin * rows + tx.view(n, 1, 1), sin * cols + cos * rows + ty.view(n, 1, 1)], dim=-1)
+    height, width = imgs.shape[-2:]
+    field = None
     if elastic > 0:
         coarse = _rand((n * 2, grid_points * grid_points), x, generator, normal=True) * elastic
-        field = coarse @ _upsampler(grid_points, *imgs.shape[-2:], x.device, x.dtype)  # (2n, H*W)
-        grid = grid + field.view(n, 2, *imgs.shape[-2:]).permute(0, 2, 3, 1)
+        field = (coarse @ _upsampler(grid_points, height, width, x.device, x.dtype)).view(n, 2, height, width)
+    grid = _sampling_grid(cos, sin, tx.view(n, 1, 1), ty.view(n, 1, 1), field, height, width)
     # pad with the image's own background value (normalized zero pixels are not 0.0)
     background = imgs.amin(dim=(1, 2, 3), keepdim=True)
     out = F.grid_sample(imgs - background, grid, align_corners=False, padding_mode="zeros") + background

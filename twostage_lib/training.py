@@ -128,8 +128,8 @@ def train_stage2(model, data, epochs=5, lr=STAGE2_LR, batch_size=STAGE2_BATCH_SI
 
     def loss_fn(xb, yb):
         if not cache_features:
-            with torch.no_grad(), torch.autocast(xb.device.type, enabled=False):  # as the cache is built
-                xb = model.features(xb)
+            with torch.autocast(xb.device.type, enabled=False):  # as the cache is built
+                xb = stage1_features(model, xb)  # in chunks too: a batch of ResNet-18 activations is large
         return criterion(model.stage2(xb), yb)
 
     if optimizer is not None:  # its state (Adam's moments) follows the weights to the device; values unchanged
@@ -159,7 +159,9 @@ def stage1_features(model, x, batch_size=None):
     Stage 1 is put in eval mode and left there, as a frozen stage 1 should be."""
     batch_size = batch_size or eval_chunk(model, DEFAULT_BATCH_SIZE)
     model.stage1.eval()
-    first = model.features(x[:batch_size])
+    first = model.features(x[:batch_size])  # x may be Rows (normalized as read): slices are tensors
+    if len(first) == len(x):
+        return first
     features = first.new_empty((len(x), *first.shape[1:]))  # filled in place: no second copy from a cat
     features[: len(first)] = first
     for i in range(batch_size, len(x), batch_size):

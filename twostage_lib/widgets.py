@@ -160,17 +160,29 @@ class TrainingPanel(Panel):
     whose ``summary`` (str) is shown under the plot; ``panel.result`` keeps the latest.
     """
 
+    min_interval = 0.5  # seconds between live redraws at least; and 4x the last draw's time
+
     def __init__(self, controls: dict, train, plot_keys=("train_loss", "val_loss"), title="Training"):
         super().__init__(controls, title)
         self.train = train
         self.plot = LivePlot(plot_keys, title)
+        self._drawn_at, self._draw_seconds = float("-inf"), 0.0
 
     def on_epoch(self, record: dict):
+        """Record the epoch; redraw only when enough time has passed. A redraw costs about 0.3 s on a
+        laptop core, more than a small model's epoch: drawing every epoch made training 3-5x slower.
+        Drawing takes at most a fifth of the time; run() draws the finished curves (docs/decisions.md,
+        "Time on one core")."""
         self.plot.update(record)
-        self.image.value = png_of(self.plot.figure())
+        if time.perf_counter() - self._drawn_at >= max(self.min_interval, 4 * self._draw_seconds):
+            start = time.perf_counter()
+            self.image.value = png_of(self.plot.figure())
+            self._drawn_at = time.perf_counter()
+            self._draw_seconds = self._drawn_at - start
 
     def work(self, values):
         self.plot.reset()
+        self._drawn_at = float("-inf")  # the first epoch is drawn at once
         return self.train(values, self.on_epoch)
 
     def figure(self) -> Figure:

@@ -169,10 +169,10 @@ class TrainingPanel(Panel):
         self._drawn_at, self._draw_seconds = float("-inf"), 0.0
 
     def on_epoch(self, record: dict):
-        """Record the epoch; redraw only when enough time has passed. A redraw costs about 0.3 s on a
-        laptop core, more than a small model's epoch: drawing every epoch made training 3-5x slower.
-        Drawing takes at most a fifth of the time; run() draws the finished curves (docs/decisions.md,
-        "Time on one core")."""
+        """Record the epoch; redraw only when enough time has passed. A redraw costs about 0.3 s on one
+        core, more than a small model's epoch (notebook 06's panel, 150 short epochs, took 60 s drawing
+        each one, 4 s now). Drawing takes at most a fifth of the time; run() draws the finished curves
+        (docs/decisions.md, "Time on one core")."""
         self.plot.update(record)
         if time.perf_counter() - self._drawn_at >= max(self.min_interval, 4 * self._draw_seconds):
             start = time.perf_counter()

@@ -43,7 +43,7 @@ def test_the_live_plot_is_redrawn_at_most_every_half_second_and_always_drawn_at_
     monkeypatch.setattr(widgets, "png_of", lambda fig: drawn.append(len(panel.plot.records)) or real(fig))
     panel = TrainingPanel({"epochs": slider("epochs", 200, 1, 500)}, fake_training, title="T")
     start = widgets.time.perf_counter()
-    panel.run()  # 200 epochs that take no time: drawing each one took 60 s
+    panel.run()  # 200 epochs that take no time: drawing each one took about a minute
     seconds = widgets.time.perf_counter() - start
     assert drawn[0] == 1, "the first epoch is drawn at once"
     assert drawn[-1] == 200, "run() draws the finished curves"

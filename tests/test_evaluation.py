@@ -47,6 +47,23 @@ def test_loss_is_weighted_by_samples_not_batches():
     assert ev.loss != pytest.approx(seeds_average.item())
 
 
+def test_confident_mistakes_are_the_wrong_predictions_surest_first_across_chunks():
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    said = torch.tensor([0, 2, 0, 1, 1, 1, 2])  # right at 0 and 4; wrong at 1, 2, 3, 5, 6
+    margin = torch.tensor([9.0, 0.5, 3.0, 1.0, 8.0, 2.0, 0.1])  # higher margin, surer
+    logits = torch.zeros(7, 3)
+    logits[torch.arange(7), said] = margin
+    model = Fixed(logits)
+    model.train()
+    index, predicted, confidence = ts.confident_mistakes(model, (torch.arange(7).float().unsqueeze(1), y),
+                                                         k=3, batch_size=2)  # fmt: skip
+    assert index.tolist() == [2, 5, 3]  # the three surest of the five mistakes; right answers never listed
+    assert predicted.tolist() == said[[2, 5, 3]].tolist()
+    assert confidence.tolist() == pytest.approx(torch.softmax(logits[[2, 5, 3]], 1).max(1).values.tolist())
+    assert model.training  # back in the mode it was in
+    assert len(ts.confident_mistakes(model, (torch.arange(7).float().unsqueeze(1), y), k=50)[0]) == 5
+
+
 def test_evaluate_restores_training_mode(model, small):
     model.train()
     ts.evaluate_model(model, small[1])

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 import twostage_lib as ts
-from twostage_lib.course import save_stage1, stage1_model, stage1_path
+from twostage_lib.course import save_stage1, stage1_model, stage1_path, stage1_seconds
 from twostage_lib.widgets import FigurePanel, LivePlot, TrainingPanel, dropdown, slider
 
 
@@ -84,11 +84,14 @@ def test_figure_panel_shows_what_draw_returns():
 def test_stage1_model_trains_once_then_loads(tmp_path, monkeypatch, small):
     monkeypatch.setenv("TWOSTAGE_CHECKPOINTS", str(tmp_path))
     train, _ = small
-    first, how = stage1_model(train, objective="autoencoder", epochs=1)
-    assert how.startswith("trained in") and stage1_path(train, "autoencoder", 1).is_file()
+    assert stage1_seconds(train, "autoencoder", 1) is None  # nothing saved yet
+    first, first_how = stage1_model(train, objective="autoencoder", epochs=1)
+    assert first_how.startswith("trained in") and stage1_path(train, "autoencoder", 1).is_file()
     again, how = stage1_model(train, objective="autoencoder", epochs=1)
     assert how.startswith("loaded from")
     assert ts.unchanged(again.stage1, ts.snapshot(first.stage1))
+    seconds = stage1_seconds(train, "autoencoder", 1)  # the training time travels with the checkpoint
+    assert seconds > 0 and f"trained in {seconds:.1f} s" == first_how[: len(f"trained in {seconds:.1f} s")]
 
 
 def test_save_stage1_is_where_stage1_model_looks(tmp_path, monkeypatch, small):

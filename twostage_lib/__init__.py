@@ -20,7 +20,7 @@ from .data import (
     load_mnist,
     validation_split,
 )
-from .evaluation import Evaluation, class_weights, evaluate_model
+from .evaluation import Evaluation, class_weights, confident_mistakes, evaluate_model
 from .freezing import freeze_stage1, is_frozen, snapshot, unchanged, unfreeze_stage1
 from .loop import EarlyStopping, History, TrainingDiverged
 from .models import TransferTwoStageNetwork, TwoStageNetwork, WeightsUnavailableError, count_parameters

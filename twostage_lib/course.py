@@ -32,7 +32,7 @@ def save_stage1(model, data, history, objective="autoencoder", epochs=3, seed=0)
     """Save a stage 1 trained by ``train_stage1(model, data, objective, epochs, seed=seed)`` where
     ``stage1_model`` looks for it, so later notebooks load it instead of training it again."""
     config = {"objective": objective, "epochs": epochs, "seed": seed}
-    metrics = {"train_loss": history.last.get("train_loss")}
+    metrics = {"train_loss": history.last.get("train_loss"), "seconds": history.seconds}
     return save_checkpoint(stage1_path(data, objective, epochs, seed), model.cpu(), config=config, metrics=metrics)
 
 
@@ -54,3 +54,14 @@ def stage1_model(data, objective="autoencoder", epochs=None, seed=0, lr=2e-3, pr
     history = train_stage1(model, data, objective=objective, epochs=epochs, lr=lr, seed=seed, progress=progress)
     save_stage1(model, data, history, objective, epochs, seed)
     return model, f"trained in {history.seconds:.1f} s and saved to {path}"
+
+
+def stage1_seconds(data, objective="autoencoder", epochs=None, seed=0) -> float | None:
+    """How long the saved stage 1 (``stage1_model``'s settings) took to train, as recorded when it was
+    saved, on the machine that trained it; None when there is none or it was saved without the time."""
+    epochs = stage1_epochs(data, objective) if epochs is None else epochs
+    path = stage1_path(data, objective, epochs, seed)
+    if not path.is_file():
+        return None
+    _, ckpt = load_checkpoint(path)
+    return ckpt["metrics"].get("seconds")

@@ -126,6 +126,27 @@ def evaluate_model(model, data, criterion=None, batch_size=None, device=None, nu
     return summarize(y, pred, loss, num_classes)
 
 
+def confident_mistakes(model, data, k=12, batch_size=None, device=None):
+    """The ``k`` test images ``model`` gets wrong with the highest confidence (its largest softmax
+    probability), surest first: ``(index, predicted, confidence)``, three tensors of length at most
+    ``k``; ``index`` gives positions in ``data``. Computed chunk by chunk, in eval mode, without autograd
+    and without a float copy of the whole set."""
+    device = select_device(device) if device is not None else next(model.parameters()).device
+    model.to(device)
+    x, y = as_tensors(data, device)
+
+    def chunk(xb, yb):
+        confidence, predicted = torch.softmax(model(xb).float(), dim=1).max(1)
+        return torch.zeros((), device=device), torch.stack([confidence, predicted.to(confidence.dtype)], 1)
+
+    with evaluating(model):
+        _, out = over_chunks(chunk, x, y, batch_size or eval_chunk(model))
+    confidence, predicted = out[:, 0], out[:, 1].long()
+    wrong = (predicted != y).nonzero().squeeze(1)
+    index = wrong[confidence[wrong].argsort(descending=True, stable=True)][:k]
+    return index.cpu(), predicted[index].cpu(), confidence[index].cpu()
+
+
 def summarize(y, pred, loss, num_classes=None) -> Evaluation:
     """Every metric from the true labels and the predictions."""
     top = int(max(int(y.max()), int(pred.max())))

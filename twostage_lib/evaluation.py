@@ -11,7 +11,8 @@ import torch.nn as nn
 from .data import class_indices
 from .runtime import as_tensors, release_memory, select_device
 
-EVAL_BATCH_SIZE = 4096  # rows a chunk when evaluating: no autograd, so large chunks are cheap
+EVAL_BATCH_SIZE = 4096  # rows a chunk when validating: no autograd, so large chunks are cheap
+TEST_CHUNK = 512  # rows a chunk in evaluate_model: as fast on a CPU as 4,096, 25 MB less at its peak
 
 
 @contextmanager
@@ -102,7 +103,7 @@ class Evaluation:
 
 def evaluate_model(model, data, criterion=None, batch_size=None, device=None, num_classes=None) -> Evaluation:
     """Accuracy, sample-weighted loss, per-class precision and recall, balanced accuracy, confusion.
-    ``batch_size``: rows a chunk, by default ``EVAL_BATCH_SIZE`` or the model's ``eval_chunk``.
+    ``batch_size``: rows a chunk, by default ``TEST_CHUNK`` or the model's ``eval_chunk``.
 
     The original blog post divides the summed batch losses by the number of batches, which
     over-weights a small last batch; here every sample counts once.
@@ -121,7 +122,7 @@ def evaluate_model(model, data, criterion=None, batch_size=None, device=None, nu
     with evaluating(model):  # each submodule keeps its own mode afterwards (a frozen stage 1 stays in eval)
         with torch.no_grad():
             check_targets(y, model(x[:1]).shape[1], "the model")
-        loss, pred = over_chunks(chunk, x, y, batch_size or eval_chunk(model))
+        loss, pred = over_chunks(chunk, x, y, batch_size or eval_chunk(model, TEST_CHUNK))
     release_memory()
     return summarize(y, pred, loss, num_classes)
 
@@ -140,7 +141,7 @@ def confident_mistakes(model, data, k=12, batch_size=None, device=None):
         return torch.zeros((), device=device), torch.stack([confidence, predicted.to(confidence.dtype)], 1)
 
     with evaluating(model):
-        _, out = over_chunks(chunk, x, y, batch_size or eval_chunk(model))
+        _, out = over_chunks(chunk, x, y, batch_size or eval_chunk(model, TEST_CHUNK))
     confidence, predicted = out[:, 0], out[:, 1].long()
     wrong = (predicted != y).nonzero().squeeze(1)
     index = wrong[confidence[wrong].argsort(descending=True, stable=True)][:k]

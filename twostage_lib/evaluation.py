@@ -128,13 +128,15 @@ def evaluate_model(model, data, criterion=None, batch_size=None, device=None, nu
 
 
 def confident_mistakes(model, data, k=12, batch_size=None, device=None):
-    """The ``k`` test images ``model`` gets wrong with the highest confidence (its largest softmax
-    probability), surest first: ``(index, predicted, confidence)``, three tensors of length at most
-    ``k``; ``index`` gives positions in ``data``. Computed chunk by chunk, in eval mode, without autograd
-    and without a float copy of the whole set."""
+    """The ``k`` images of ``data`` that ``model`` gets wrong with the highest confidence (its largest
+    softmax probability), surest first: ``(index, predicted, confidence)``, three tensors of length at
+    most ``k``; ``index`` gives positions in ``data``. Computed chunk by chunk, in eval mode, without
+    autograd and without a float copy of the whole set."""
     device = select_device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     x, y = as_tensors(data, device)
+    if len(x) == 0:
+        raise ValueError("nothing to look through: the data holds no images")
 
     def chunk(xb, yb):
         confidence, predicted = torch.softmax(model(xb).float(), dim=1).max(1)

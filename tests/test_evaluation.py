@@ -62,7 +62,7 @@ def test_confident_mistakes_are_the_wrong_predictions_surest_first_across_chunks
     assert confidence.tolist() == pytest.approx(torch.softmax(logits[[2, 5, 3]], 1).max(1).values.tolist())
     assert model.training  # back in the mode it was in
     assert len(ts.confident_mistakes(model, (torch.arange(7).float().unsqueeze(1), y), k=50)[0]) == 5
-    with pytest.raises(ValueError, match="holds no images"):
+    with pytest.raises(ValueError, match="nothing to evaluate: the data holds no images"):
         ts.confident_mistakes(model, (torch.zeros(0, 1), torch.zeros(0, dtype=torch.long)))
 
 

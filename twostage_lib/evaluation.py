@@ -101,6 +101,17 @@ class Evaluation:
         )
 
 
+def _inputs_for(model, data, device=None):
+    """``data`` as (rows, labels) on ``device`` (by default the model's), with the model moved there;
+    empty data is refused here, before any pass."""
+    device = select_device(device) if device is not None else next(model.parameters()).device
+    model.to(device)
+    x, y = as_tensors(data, device)
+    if len(x) == 0:
+        raise ValueError("nothing to evaluate: the data holds no images")
+    return x, y
+
+
 def evaluate_model(model, data, criterion=None, batch_size=None, device=None, num_classes=None) -> Evaluation:
     """Accuracy, sample-weighted loss, per-class precision and recall, balanced accuracy, confusion.
     ``batch_size``: rows a chunk, by default ``TEST_CHUNK`` or the model's ``eval_chunk``.
@@ -108,12 +119,8 @@ def evaluate_model(model, data, criterion=None, batch_size=None, device=None, nu
     The original blog post divides the summed batch losses by the number of batches, which
     over-weights a small last batch; here every sample counts once.
     """
-    device = select_device(device) if device is not None else next(model.parameters()).device
-    model.to(device)
-    x, y = as_tensors(data, device)
-    if len(x) == 0:
-        raise ValueError("nothing to evaluate: the data holds no images")
-    criterion = criterion_on(criterion, device)
+    x, y = _inputs_for(model, data, device)
+    criterion = criterion_on(criterion, x.device)
 
     def chunk(xb, yb):
         out = model(xb)
@@ -132,19 +139,14 @@ def confident_mistakes(model, data, k=12, batch_size=None, device=None):
     softmax probability), surest first: ``(index, predicted, confidence)``, three tensors of length at
     most ``k``; ``index`` gives positions in ``data``. Computed chunk by chunk, in eval mode, without
     autograd and without a float copy of the whole set."""
-    device = select_device(device) if device is not None else next(model.parameters()).device
-    model.to(device)
-    x, y = as_tensors(data, device)
-    if len(x) == 0:
-        raise ValueError("nothing to look through: the data holds no images")
+    x, y = _inputs_for(model, data, device)
 
     def chunk(xb, yb):
-        confidence, predicted = torch.softmax(model(xb).float(), dim=1).max(1)
-        return torch.zeros((), device=device), torch.stack([confidence, predicted.to(confidence.dtype)], 1)
+        return torch.zeros((), device=xb.device), torch.softmax(model(xb).float(), dim=1)
 
     with evaluating(model):
-        _, out = over_chunks(chunk, x, y, batch_size or eval_chunk(model, TEST_CHUNK))
-    confidence, predicted = out[:, 0], out[:, 1].long()
+        _, probabilities = over_chunks(chunk, x, y, batch_size or eval_chunk(model, TEST_CHUNK))
+    confidence, predicted = probabilities.max(1)
     wrong = (predicted != y).nonzero().squeeze(1)
     index = wrong[confidence[wrong].argsort(descending=True, stable=True)][:k]
     return index.cpu(), predicted[index].cpu(), confidence[index].cpu()

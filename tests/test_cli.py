@@ -71,7 +71,10 @@ def test_stage2_has_its_own_batch_and_learning_rate(tmp_path):
     "flags, message",
     [
         (["--device", "tpu"], "unknown device 'tpu'; use 'auto', 'cpu'"),
-        (["--labels-per-class", "5000"], "class 0 has only 900 images, fewer than the 5000"),
+        (
+            ["--labels-per-class", "5000"],
+            "held out for validation, which leaves at most 900 per class; use --labels-per-class 900",
+        ),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_not_a_traceback(capsys, flags, message):

@@ -241,7 +241,7 @@ def test_the_first_ctrl_c_stops_the_whole_run_keeps_the_finished_stages_and_exit
         if stage == "stage2" and record["epoch"] == 1:
             os.kill(os.getpid(), signal.SIGINT)  # as a terminal's Ctrl-C would
 
-    monkeypatch.setattr(cli, "run_pipeline", lambda config: original(config, on_epoch=on_epoch))
+    monkeypatch.setattr(cli, "run_pipeline", lambda config, **kw: original(config, on_epoch=on_epoch, **kw))
     code = main(["run", "--data", "bundled", "--no-progress", "--epochs-stage1", "1", "--epochs-stage2", "5",
                  "--epochs-finetune", "2", "--json", str(path)])  # fmt: skip
     assert code == 130

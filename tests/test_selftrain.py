@@ -104,7 +104,8 @@ def test_reproducible_with_a_seed(start):
 
 @pytest.mark.parametrize(
     "settings, message",
-    [({"threshold": 1.5}, "threshold must be in"), ({"unlabelled_weight": -1}, "unlabelled_weight"),
+    [({"threshold": 1.5}, "threshold must be a finite number >= 0.0 and <= 1.0"),
+     ({"unlabelled_weight": -1}, "unlabelled_weight"),
      ({"unlabelled_ratio": 0}, "unlabelled_ratio"), ({"lr": float("nan")}, "learning rate")],
 )  # fmt: skip
 def test_bad_settings_are_refused(start, settings, message):

@@ -63,7 +63,11 @@ def add_data_flags(p):
         help="auto: bfloat16 autocast where the hardware is fast at it and a step is big enough "
         "(default); fp32: float32 only; bf16: always",
     )
-    p.add_argument("--json", metavar="PATH", help="also write the report as JSON here")
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write the report as JSON here ('-': standard output, and the table goes to standard error)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -73,8 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_flags(sub.add_parser("run", help="train stage 1, stage 2 and fine-tune; print a results table"))
     cmp = sub.add_parser("compare", help="label-efficiency study: two-stage vs supervised per labels budget")
     add_data_flags(cmp)
-    cmp.add_argument("--labels-per-class", nargs="+", type=budget, default=["1", "10", "100", "1000", "all"],
-                     help="budgets: numbers of labels per class, or 'all'")  # fmt: skip
+    cmp.add_argument(
+        "--labels-per-class",
+        nargs="+",
+        type=budget,
+        default=None,
+        help="budgets: numbers of labels per class, or 'all' (default: 1 10 100 1000 all, less "
+        "those the data cannot give)",
+    )
     cmp.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     cmp.add_argument("--objectives", nargs="+", choices=list(OBJECTIVES), default=list(OBJECTIVES))
     cmp.add_argument("--methods", nargs="+", choices=all_methods(OBJECTIVES), default=None, metavar="METHOD",
@@ -119,17 +129,19 @@ def cmd_compare(args) -> int:
 
     device = select_device(args.device)
     check_output_path(args.json)
-    splits = load_mnist(args.data_dir, source=args.data, dataset=args.dataset)
-    budgets = [None if b == "all" else int(b) for b in args.labels_per_class]
+    say = human_output(args.json)
+    splits = load_mnist(args.data_dir, source=args.data, dataset=args.dataset, verbose=False)
+    say(f"Data: {splits.describe()}")
+    budgets = None if args.labels_per_class is None else [None if b == "all" else int(b) for b in args.labels_per_class]
     start = time.perf_counter()
-    log = print if not args.no_progress else (lambda *a: None)
-    with ctrl_c_stops_the_run():
+    log = say if not args.no_progress else (lambda *a: None)
+    with ctrl_c_stops_the_run() as stop:
         study = run_study(splits, budgets=budgets, seeds=args.seeds, objectives=args.objectives, device=device,
                           precision=args.precision, log=log, methods=args.methods)  # fmt: skip
     study["total_seconds"] = time.perf_counter() - start
-    print(format_study(study))
-    print(f"total {study['total_seconds']:.0f} s" + (" (interrupted: the runs so far)" if study["interrupted"] else ""))
-    return write_json(study, args.json) or (130 if study["interrupted"] else 0)
+    say(format_study(study))
+    say(f"total {study['total_seconds']:.0f} s" + (" (interrupted: the runs so far)" if study["interrupted"] else ""))
+    return write_json(study, args.json) or (stop.code if study["interrupted"] else 0)
 
 
 def cmd_run(args) -> int:
@@ -139,43 +151,75 @@ def cmd_run(args) -> int:
     config.progress = not args.no_progress
     select_device(config.device)  # bad arguments and paths fail now, before any training
     check_output_path(args.json)
-    with ctrl_c_stops_the_run():
-        report = run_pipeline(config)
-    print(format_table(report))
-    return write_json(report, args.json) or (130 if report["interrupted"] else 0)
+    say = human_output(args.json)
+    with ctrl_c_stops_the_run() as stop:
+        report = run_pipeline(config, log=say)
+    say(format_table(report))
+    return write_json(report, args.json) or (stop.code if report["interrupted"] else 0)
+
+
+def human_output(json_path):
+    """Where the table and progress lines go: standard output, or standard error when the JSON
+    report goes to standard output (``--json -``), so that a pipe receives the JSON alone."""
+    stream = sys.stderr if json_path == "-" else sys.stdout
+    return lambda *parts: print(*parts, file=stream, flush=True)
+
+
+class Stop:
+    """How a run was asked to stop: ``code`` is the exit status that says so (130 for Ctrl-C, 143
+    for SIGTERM, 128 + the signal's number), 130 when nothing was signalled (an API interrupt)."""
+
+    def __init__(self):
+        self.code = 130
+
+
+# The signals that stop a run the way the first Ctrl-C does: SIGTERM is what kill, timeout, Docker
+# and job schedulers send; SIGHUP a closed terminal (not on Windows).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 @contextmanager
 def ctrl_c_stops_the_run():
-    """The first Ctrl-C stops training at the end of the current step (the stages so far are kept
-    and reported); a second one quits at once. The previous handler is put back afterwards."""
+    """The first Ctrl-C (or SIGTERM, or SIGHUP) stops training at the end of the current step: the
+    stages or runs so far are kept and reported, and the exit status names the signal. A second one
+    quits at once. The previous handlers are put back afterwards."""
+    stop = Stop()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
 
-    def on_ctrl_c(signum, frame):
+    def on_signal(signum, frame):
+        name = "interrupted" if signum == signal.SIGINT else f"{signal.Signals(signum).name} received"
         if stop_requested.is_set():
-            print("\ninterrupted again: quitting now", file=sys.stderr, flush=True)
-            os._exit(130)
+            print(f"\n{name} again: quitting now", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        stop.code = 128 + signum
         stop_requested.set()
-        print("\ninterrupted: stopping after the current step (Ctrl-C again to quit at once)", file=sys.stderr)
+        print(f"\n{name}: stopping after the current step (again to quit at once)", file=sys.stderr, flush=True)
 
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     stop_requested.clear()
     try:
         with warnings.catch_warnings():  # the table says where training stopped: no second, longer notice
             warnings.filterwarnings("ignore", message=".*interrupted in epoch")
-            yield
+            yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         stop_requested.clear()
 
 
 def check_output_path(path) -> None:
-    """Fail before training, not after it: the report's path must be a file name in a writable folder."""
-    if not path:
+    """Fail before training, not after it: the report's path must be a file name in a writable folder,
+    ``-`` (standard output), or a special file you may write to (``/dev/stdout``, a pipe). A symlink
+    is followed: its target is what gets written."""
+    if not path or path == "-":
         return
-    path = Path(path)
+    path = Path(os.path.realpath(Path(path).expanduser()))
+    if path.exists() and not path.is_file() and not path.is_dir():
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"--json {path}: you may not write to it; choose another path")
+        return
     if path.is_dir():
         raise ValueError(f"--json {path} is a folder; give a file name, e.g. {path / 'report.json'}")
     existing = next(p for p in [path.parent, *path.parent.parents] if p.exists())
@@ -196,6 +240,9 @@ def write_json(report, path) -> int:
     if not path:
         return 0
     text = json.dumps(report, indent=2)
+    if path == "-":
+        print(text, flush=True)
+        return 0
     try:
         write_atomically(path, lambda f: f.write(text.encode()))
     except OSError as exc:

@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .checks import number, whole
+
 STRONG = dict(rotation=20.0, shift=0.15, scale=(0.75, 1.15), elastic=0.08)
 
 
@@ -81,6 +83,7 @@ def augment(
     ``grid_points`` lattice, upsampled bicubically, in units of half the image width (0.08 is about
     one pixel on 28 x 28). ``x`` may be flat (N, D) or images; the result has its shape.
     """
+    _check_moves(rotation, shift, scale, elastic, grid_points)
     imgs = _as_images(x, image_shape)
     n = len(imgs)
 
@@ -103,10 +106,21 @@ def augment(
     return out.reshape(x.shape)
 
 
+def _check_moves(rotation, shift, scale, elastic, grid_points):
+    """The augmentation's settings, refused with their name when they cannot mean a transform."""
+    number("rotation (degrees)", rotation, 0.0, 180.0)
+    number("shift (a share of the image)", shift, 0.0, 1.0)
+    if len(scale) != 2 or not 0 < number("scale[0]", scale[0], above=0.0) <= number("scale[1]", scale[1]):
+        raise ValueError(f"scale must be a (smallest, largest) zoom pair with 0 < smallest <= largest, got {scale}")
+    number("elastic", elastic, low=0.0)
+    whole("grid_points", grid_points, low=2)
+
+
 @full_precision
 def erase(x, image_shape=(1, 28, 28), size=0.4, generator=None):
     """Cutout (DeVries & Taylor 2017): paint a random square, ``size`` of the image side, with the
     image's background. Its centre is anywhere in the image, so it may hang over an edge."""
+    number("size (a share of the image side)", size, 0.0, 1.0)
     imgs = _as_images(x, image_shape)
     n, _, h, w = imgs.shape
     half_h, half_w = size * h / 2, size * w / 2

@@ -17,7 +17,7 @@ import time
 
 import torch.nn as nn
 
-from .data import holdout_size, labels_per_class, validation_split
+from .data import check_budget, holdout_size, labels_per_class, most_labels_per_class, validation_split
 from .evaluation import evaluate_model
 from .models import TwoStageNetwork
 from .runtime import seed_everything
@@ -56,7 +56,7 @@ def epochs_for(n_samples, steps, batch_size):
 
 def run_study(
     splits,
-    budgets=BUDGETS,
+    budgets=None,
     seeds=(0, 1, 2),
     objectives=("autoencoder", "denoising", "contrastive"),
     epochs_stage1=None,
@@ -68,7 +68,8 @@ def run_study(
 ) -> dict:
     """Returns {"methods": {method: {budget: {"mean", "std", "runs", "seconds"}}}, "budgets", ...}.
     Ctrl-C stops it after the current step; the runs completed so far are returned, marked
-    ``"interrupted": true``."""
+    ``"interrupted": true``. ``budgets`` None: ``BUDGETS``, less those the data cannot give (said in
+    the log); a budget named by the caller that the data cannot give is an error."""
     repeated = [s for i, s in enumerate(seeds) if s in seeds[:i]]
     if repeated:
         raise ValueError(f"seed {repeated[0]} is given twice: each seed is one independent run, and a repeat would "
@@ -81,12 +82,14 @@ def run_study(
                          f"{', '.join(known)}")  # fmt: skip
     objectives = [o for o in objectives if any(m.startswith(f"{o}+") for m in methods)]  # a stage 1 only if used
     epochs_stage1 = {**STAGE1_EPOCHS, **(epochs_stage1 or {})}
+    budgets = usable_budgets(splits.train, budgets, seeds, log)
     study = Study(splits.test, lr, dict(device=device, progress=False, precision=precision), log, methods)
+    started = time.perf_counter()
     try:
-        for seed in seeds:
+        for i, seed in enumerate(seeds):
             train, _ = validation_split(splits.train, holdout_size(len(splits.train)), seed=seed)  # as `run` does
             labelled = {n: train if n is None else labels_per_class(train, n, seed=seed) for n in budgets}
-            log(f"seed {seed}")
+            log(progress_line(i, seeds, time.perf_counter() - started))
             for n, data in labelled.items():
                 study.supervised(n, data, train.num_features, seed)
             for objective in objectives:
@@ -101,6 +104,36 @@ def run_study(
     return {"methods": study.summary(), "budgets": [budget_name(n) for n in budgets], "seeds": list(seeds),
             "objectives": list(objectives), "data_source": splits.source, "n_test": len(splits.test),
             "config": config, "interrupted": study.interrupted}  # fmt: skip
+
+
+def usable_budgets(images, budgets, seeds, log) -> list:
+    """The budgets to run: as given, each checked against what every seed's training part can give
+    (``check_budget`` names the flag and the largest value allowed); None: ``BUDGETS`` less those
+    the data cannot give, each left out with a line in the log."""
+    trains = [validation_split(images, holdout_size(len(images)), seed=seed)[0] for seed in seeds]
+    if budgets is not None:
+        for n in budgets:
+            for train in trains:
+                check_budget(n, train, images)
+        return list(budgets)
+    most = min(most_labels_per_class(train) for train in trains)
+    kept = [n for n in BUDGETS if n is None or n <= most]
+    for n in BUDGETS:
+        if n not in kept:
+            log(
+                f"labels per class {n} left out: after the validation holdout this data has at most {most} per "
+                "class (choose budgets with --labels-per-class)"
+            )
+    return kept
+
+
+def progress_line(i, seeds, seconds) -> str:
+    """Where a long study is and how long it has to go: seed 1 (2 of 3; 1 done in 7.7 min, about 15 min left)."""
+    line = f"seed {seeds[i]} ({i + 1} of {len(seeds)}"
+    if i:
+        left = seconds / i * (len(seeds) - i)
+        line += f"; {i} done in {seconds / 60:.1f} min, about {left / 60:.0f} min left"
+    return line + ")"
 
 
 class Study:

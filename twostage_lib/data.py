@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checks import env_folder, number, whole
+
 # torchvision's folder name for each dataset it knows by name
 DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
 SOURCES = ("auto", "full", "bundled")
@@ -57,6 +59,60 @@ def class_indices(labels) -> torch.Tensor:
     return labels.long()  # negative ones (-1 for "unlabelled") pass: stage 1 ignores labels
 
 
+def check_images(images, where="images") -> torch.Tensor:
+    """The one check of an image array's layout and type where it enters (``TensorData``): one row or
+    image per sample, (N, features), (N, H, W) or (N, C, H, W); channels first; real numbers. Integer
+    pixels must be 8-bit (0-255) and are held as uint8, so they mean what uint8 pixels mean; bool
+    pixels are read as 0 and 1."""
+    images = torch.as_tensor(images)
+    shape = tuple(images.shape)
+    if images.dim() < 2 or images.dim() > 4:
+        raise ValueError(
+            f"{where}: shape {shape} is not a stack of images; pass (N, features), (N, H, W) or "
+            "(N, C, H, W), one row or image per sample"
+        )
+    if images.dim() == 4 and shape[3] in (1, 3, 4) and shape[1] not in (1, 3, 4):
+        raise ValueError(
+            f"{where}: shape {shape} looks channels-last (N, H, W, C); PyTorch reads images "
+            "channels-first (N, C, H, W): pass x.permute(0, 3, 1, 2)"
+        )
+    if images.is_complex() or not (images.is_floating_point() or images.dtype in INTEGER_TYPES):
+        raise ValueError(
+            f"{where}: pixels of type {images.dtype} are not numbers the network can read; pass "
+            "uint8 (0-255) or float images"
+        )
+    if images.dtype in INTEGER_TYPES and images.dtype not in (torch.uint8, torch.bool):  # bool: 0/1, read as floats
+        if len(images) and (int(images.min()) < 0 or int(images.max()) > 255):
+            raise ValueError(
+                f"{where}: integer pixels must be 0-255 (8-bit), these run from {int(images.min())} "
+                f"to {int(images.max())}; scale them to 0-1 floats or to 0-255"
+            )
+        images = images.to(torch.uint8)
+    return images
+
+
+INTEGER_TYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)
+
+
+def check_scaled(images, where="x") -> None:
+    """Float images read as they are (an (X, y) pair, a Dataset: no normalization) must be scaled:
+    images (3-D or 4-D, or rows of a square number of pixels) of whole numbers from 0 up to 128-255
+    are 0-255 pixels that were cast to float and never divided by 255. Tabular rows pass."""
+    if not images.is_floating_point() or not len(images):
+        return
+    row = math.prod(images.shape[1:])
+    image_like = images.dim() >= 3 or (row >= 64 and math.isqrt(row) ** 2 == row)
+    top = float(images.max())
+    if not image_like or not 128 <= top <= 255 or float(images.min()) < 0:
+        return
+    if bool((images == images.round()).all()):
+        raise ValueError(
+            f"{where}: float pixels that are whole numbers up to {float(images.max()):g} are 0-255 "
+            "pixels never scaled; divide them by 255, pass them as uint8, or use ts.from_tensors, "
+            "which normalizes them"
+        )
+
+
 class TensorData:
     """Images (uint8, or float already scaled) and integer labels held in memory.
 
@@ -72,6 +128,7 @@ class TensorData:
         self.index = index  # a subset's rows of ``stored`` (a LongTensor), or None: all of them
         self.labels, self.mean, self.std, self.source = labels, mean, std, source
         self._on_device = {}
+        self._fingerprint = None
         self._check()
 
     def _check(self):
@@ -83,6 +140,8 @@ class TensorData:
                 f"{self.source}: images and labels differ in length ({n_images} vs {len(self.labels)}); "
                 "pass one label per image"
             )
+        if self.index is None:
+            self.stored = check_images(self.stored, self.source)
         if self.index is None and self.stored.is_floating_point() and not bool(torch.isfinite(self.stored).all()):
             bad = int((~torch.isfinite(self.stored)).reshape(len(self.stored), -1).any(1).nonzero()[0])
             raise ValueError(f"{self.source}: image {bad} holds a NaN or infinite pixel; fix or drop it "
@@ -114,6 +173,20 @@ class TensorData:
     @property
     def num_classes(self) -> int:
         return int(self.labels.max()) + 1 if len(self) else 0
+
+    def fingerprint(self) -> str:
+        """A SHA-256 of the images, in order, with their shape and type: equal for the same images
+        however they are held (a subset or a copy), different for another data set of the same size
+        (MNIST, Fashion-MNIST and KMNIST all have 60,000). Labels are left out: stage 1 never reads
+        them. Computed once per object (about 0.1 s for MNIST's 60,000 images)."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256(f"{self.stored.dtype} {self.image_shape} {len(self)}".encode())
+            for start in range(0, len(self), 8192):
+                rows = torch.arange(start, min(start + 8192, len(self)))
+                chunk = self.stored[rows] if self.index is None else self.stored[self.index[rows]]
+                digest.update(chunk.cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     def subset(self, index) -> TensorData:
         """The images at ``index`` (positions in this data), sharing this data's stored images."""
@@ -220,7 +293,25 @@ def from_tensors(x_train, y_train, x_test=None, y_test=None, name="tensors") -> 
         raise ValueError(f"test images are {size(test.image_shape)} but training images are "
                          f"{size(train.image_shape)}; resize one set to match the other")  # fmt: skip
     check_labels(test.labels, train.num_classes, "y_test", "the training classes")
+    check_same_scale(train.stored, test.stored)
     return Splits(train, test, name, "tensors", "in memory")
+
+
+def pixel_range(images) -> float:
+    """The largest pixel, on the scale a batch sees it (uint8 divided by 255)."""
+    top = float(images.max()) if len(images) else 0.0
+    return top / 255 if images.dtype == torch.uint8 else top
+
+
+def check_same_scale(train, test) -> None:
+    """Test pixels are normalized with the training statistics, so both must be on one scale: a
+    tenfold difference in their largest pixel is 0-1 against 0-255, never a real difference."""
+    a, b = pixel_range(train), pixel_range(test)
+    if len(test) and min(a, b) > 0 and max(a, b) / min(a, b) > 10:
+        raise ValueError(
+            f"training pixels go up to {a:g} but test pixels up to {b:g} (uint8 counted as /255): "
+            "one set is on the 0-255 scale and the other on 0-1; scale them alike"
+        )
 
 
 def pixel_stats(images) -> tuple[float, float]:
@@ -239,6 +330,8 @@ def pixel_stats(images) -> tuple[float, float]:
     counts = torch.bincount(images.reshape(-1), minlength=256).double()
     values = (torch.arange(256, dtype=torch.float32) / 255).double()
     n = float(counts.sum())
+    if n == 0:
+        return 0.0, 1.0
     mean = float((counts * values).sum()) / n
     var = float((counts * (values - mean) ** 2).sum()) / (n - 1) if n > 1 else 0.0
     as_float32 = lambda v: float(np.float32(v))  # noqa: E731 - what the float copy would give
@@ -346,7 +439,7 @@ def _find(folder: Path, stem: str) -> Path | None:
 def full_data_dir(root=None, name="mnist") -> Path | None:
     """Where the full raw files are: under ``root`` when one is given, else under ``$TWOSTAGE_DATA``;
     None if that folder does not hold them. ``load_mnist``, the tests and the benchmark look here."""
-    return find_raw_dir(root or os.environ.get("TWOSTAGE_DATA"), name)
+    return find_raw_dir(root or env_folder("TWOSTAGE_DATA"), name)
 
 
 def read_raw(folder: Path, name="mnist") -> dict:
@@ -363,6 +456,8 @@ def read_raw(folder: Path, name="mnist") -> dict:
         if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
             raise ValueError(f"{folder}: {split} images {tuple(images.shape)}, labels {tuple(labels.shape)}: "
                              "not 28x28 images with one label each; copy or download the raw files again")  # fmt: skip
+        if len(images) == 0:
+            raise ValueError(f"{img_path} holds no images (its header says 0); copy or download the raw files again")
         check_labels(labels, NUM_CLASSES, lab_path, "the classes", "the file is corrupted: copy or download it again")
         out[split] = (images, labels)
     return out
@@ -443,8 +538,8 @@ def _load_full(root, dataset, allow_fallback, download_root) -> Splits:
     folder = full_data_dir(root, dataset)
     if folder is not None:
         return _make_splits(read_raw(folder, dataset), dataset, "full", str(folder))
-    named = root or os.environ.get("TWOSTAGE_DATA")  # a folder the caller chose, or None
-    target = Path(download_root or named or Path.home() / ".cache" / "twostage")
+    named = root or env_folder("TWOSTAGE_DATA")  # a folder the caller chose, or None
+    target = Path(download_root or named or Path.home() / ".cache" / "twostage").expanduser()
     if _online():
         try:
             folder = _download(dataset, target)
@@ -486,8 +581,8 @@ class Batches:
     def __init__(self, x, y, batch_size=256, shuffle=True, seed=0, drop_last=False, sample_weights=None):
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length ({len(x)} vs {len(y)})")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        batch_size = whole("batch_size", batch_size)
+        seed = whole("seed", seed, low=0)
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.generator = torch.Generator().manual_seed(seed)
@@ -575,9 +670,34 @@ def labels_per_class(data: TensorData, n: int, seed=0) -> TensorData:
     for c in range(data.num_classes):
         idx = (data.labels == c).nonzero().squeeze(1)
         if len(idx) < n:
-            raise ValueError(f"class {c} has only {len(idx)} images, fewer than the {n} asked for")
+            raise ValueError(
+                f"class {c} has only {len(idx)} images, fewer than the {n} asked for; ask for at "
+                f"most {most_labels_per_class(data)} per class here"
+            )
         picks.append(idx[torch.randperm(len(idx), generator=g)[:n]])
     return data.subset(torch.cat(picks).sort().values)
+
+
+def most_labels_per_class(data: TensorData) -> int:
+    """The largest ``n`` that ``labels_per_class(data, n)`` can give: the smallest class's count."""
+    if not len(data):
+        return 0
+    return int(torch.bincount(data.labels.clamp(min=0), minlength=data.num_classes).min())
+
+
+def check_budget(n, train: TensorData, parent: TensorData, flag="--labels-per-class") -> None:
+    """A labels-per-class budget the training part can meet, or an error that says why not: the
+    validation holdout took the rest of ``parent``, and the largest value allowed."""
+    most = most_labels_per_class(train)
+    if n is None or n <= most:
+        return
+    per_class = most_labels_per_class(parent)
+    held = len(parent) - len(train)
+    raise ValueError(
+        f"{flag} {n} is more than this data can give: it has {per_class:,} images per class (at "
+        f"least), and {held:,} of its {len(parent):,} training images are held out for validation, "
+        f"which leaves at most {most:,} per class; use {flag} {most} or less"
+    )
 
 
 def imbalanced(data: TensorData, ratio=100.0, kind="longtail", seed=0) -> TensorData:
@@ -588,8 +708,7 @@ def imbalanced(data: TensorData, ratio=100.0, kind="longtail", seed=0) -> Tensor
     """
     if kind not in ("longtail", "step"):
         raise ValueError(f"unknown kind {kind!r}; choose 'longtail' or 'step'")
-    if ratio < 1:
-        raise ValueError(f"ratio is largest/smallest class size and must be >= 1, got {ratio}")
+    ratio = number("ratio (largest / smallest class size)", ratio, low=1.0)
     k = data.num_classes
     n_max = int(torch.bincount(data.labels, minlength=k).min())
     if kind == "longtail":

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from .checks import scalar_loss, whole
 from .data import class_indices
 from .runtime import as_tensors, release_memory, select_device
 
@@ -52,6 +53,8 @@ def over_chunks(fn, x, y, batch_size=EVAL_BATCH_SIZE):
     kept = []
     for i in range(0, len(x), batch_size):
         loss, out = fn(x[i : i + batch_size], y[i : i + batch_size])
+        if i == 0:
+            scalar_loss(loss, "the criterion's loss")
         loss_sum += loss * min(batch_size, len(x) - i)
         if out is not None:
             kept.append(out)
@@ -119,6 +122,8 @@ def evaluate_model(model, data, criterion=None, batch_size=None, device=None, nu
     The original blog post divides the summed batch losses by the number of batches, which
     over-weights a small last batch; here every sample counts once.
     """
+    if batch_size is not None:
+        whole("batch_size", batch_size)
     x, y = _inputs_for(model, data, device)
     criterion = criterion_on(criterion, x.device)
 
@@ -139,6 +144,9 @@ def confident_mistakes(model, data, k=12, batch_size=None, device=None):
     softmax probability), surest first: ``(index, predicted, confidence)``, three tensors of length at
     most ``k``; ``index`` gives positions in ``data``. Computed chunk by chunk, in eval mode, without
     autograd and without a float copy of the whole set."""
+    k = whole("k", k, low=0)
+    if batch_size is not None:
+        whole("batch_size", batch_size)
     x, y = _inputs_for(model, data, device)
 
     def chunk(xb, yb):

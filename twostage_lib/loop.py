@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from .checks import number, scalar_loss, whole
 from .data import Batches
 from .evaluation import loss_and_accuracy
 from .runtime import as_tensors, precision_for, release_memory
@@ -40,6 +41,7 @@ class History:
     objective: object = None  # stage 1's objective module (decoder / projection head)
     precision: str = "fp32"  # what the forward pass ran in: "fp32" or "bf16" (autocast)
     stopped_at: dict | None = None  # where an interruption stopped training: {"epoch", "step"}
+    settings: dict = field(default_factory=dict)  # what stage 1 was asked to train with (course.save_stage1)
 
     def __getitem__(self, key):
         return [e.get(key) for e in self.epochs]
@@ -68,7 +70,14 @@ class EarlyStopping:
     (slide 9), and keep a copy of the best weights so they can be put back."""
 
     def __init__(self, patience=5, min_delta=0.0, restore_best=True):
-        self.patience, self.min_delta, self.restore_best = patience, min_delta, restore_best
+        self.patience = whole("patience", patience, low=1)
+        self.min_delta = number("min_delta", min_delta, low=0.0)
+        self.restore_best = restore_best
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every epoch seen: each training run starts here (``fit`` calls it), so one object
+        used for two runs never carries the first run's best loss or weights into the second."""
         self.counter, self.best_loss, self.best_epoch, self.best_state = 0, float("inf"), None, None
 
     def __call__(self, val_loss, model=None, epoch=None) -> bool:
@@ -237,6 +246,8 @@ def train_epoch(optimizer, batches, loss_fn, guard, *, augment=None, clip_grad_n
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
             x = augment(x) if augment is not None else x
             loss = loss_fn(x, y)
+        if step == 0:
+            scalar_loss(loss, f"{guard.stage}'s loss")
         # read the loss on the host every step: a NaN never moves a weight (docs/decisions.md)
         value = loss.item()
         guard.check_loss(value, step, x)
@@ -274,10 +285,7 @@ def fit(stage, model, optimizer, batches, loss_fn, epochs, settings=None, *, val
     each epoch (default: the model); ``augment(x)`` changes each batch before the forward pass.
     """
     s = settings or LoopSettings()
-    if s.early_stopping is not None and validate is None:
-        raise ValueError("early_stopping watches the validation loss: pass val= (a validation set, e.g. from "
-                         "ts.validation_split) or drop early_stopping")  # fmt: skip
-    check_learning_rates(optimizer.param_groups)
+    epochs = check_settings(s, epochs, validate, optimizer)
     history = History(stage, objective=objective)
     # set up: schedule, precision, logging, progress bar, the copy of the weights divergence puts back
     scheduler, per_step = make_scheduler(s.scheduler, optimizer, epochs, len(batches))
@@ -322,6 +330,23 @@ def fit(stage, model, optimizer, batches, loss_fn, epochs, settings=None, *, val
     if s.early_stopping is not None and s.early_stopping.restore_best and s.early_stopping.restore(model):
         history.best_epoch = s.early_stopping.best_epoch
     return history
+
+
+def check_settings(s, epochs, validate, optimizer) -> int:
+    """The loop's settings, checked before any step; returns ``epochs`` as an int. An early stopping
+    object is reset: each run is its own, even when the object served an earlier one."""
+    epochs = whole("epochs", epochs, low=0)
+    if s.clip_grad_norm is not None:
+        number("clip_grad_norm", s.clip_grad_norm, above=0.0)
+    if s.early_stopping is not None and validate is None:
+        raise ValueError(
+            "early_stopping watches the validation loss: pass val= (a validation set, e.g. from "
+            "ts.validation_split) or drop early_stopping"
+        )
+    check_learning_rates(optimizer.param_groups)
+    if s.early_stopping is not None:
+        s.early_stopping.reset()
+    return epochs
 
 
 def trained_modules(model, train_modules):

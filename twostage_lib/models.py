@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .checks import whole
 from .data import _online
 
 
@@ -43,6 +44,11 @@ class TwoStageNetwork(nn.Module):
 
     def __init__(self, in_features=784, stage1_sizes=(256, 128), stage2_sizes=(64,), num_classes=10):
         super().__init__()
+        in_features, num_classes = whole("in_features", in_features), whole("num_classes", num_classes)
+        stage1_sizes = [whole(f"stage1_sizes[{i}]", n) for i, n in enumerate(stage1_sizes)]
+        stage2_sizes = [whole(f"stage2_sizes[{i}]", n) for i, n in enumerate(stage2_sizes)]
+        if not stage1_sizes:
+            raise ValueError("stage1_sizes needs at least one layer size (the features' size is the last)")
         self.config = dict(
             in_features=in_features,
             stage1_sizes=tuple(stage1_sizes),

@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .augmentations import strong_augment
+from .checks import number, whole
 from .models import decoder_for, mlp
 
 
@@ -49,7 +50,7 @@ class Denoising(Autoencoder):
 
     def __init__(self, model, mask=0.3):
         super().__init__(model)
-        self.mask = mask
+        self.mask = number("mask (the share of pixels hidden)", mask, 0.0, 1.0)
 
     def corrupt(self, x):
         keep = torch.rand_like(x) >= self.mask
@@ -69,8 +70,9 @@ class Contrastive(nn.Module):
 
     def __init__(self, model, projection_dim=64, temperature=0.2, image_shape=(1, 28, 28), augment=strong_augment):
         super().__init__()
+        projection_dim = whole("projection_dim", projection_dim)
         self.projection = mlp([model.feature_dim, model.feature_dim, projection_dim])
-        self.temperature = temperature
+        self.temperature = number("temperature", temperature, above=0.0)
         self.image_shape = image_shape
         self.augment = augment
 

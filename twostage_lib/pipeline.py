@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .data import holdout_size, labels_per_class, load_mnist, validation_split
+from .data import check_budget, holdout_size, labels_per_class, load_mnist, validation_split
 from .evaluation import evaluate_model
 from .loop import EarlyStopping
 from .models import TwoStageNetwork
@@ -40,21 +40,24 @@ class PipelineConfig:
     progress: bool = True
 
 
-def run_pipeline(config: PipelineConfig, splits=None, model=None, on_epoch=None) -> dict:
+def run_pipeline(config: PipelineConfig, splits=None, model=None, on_epoch=None, log=print) -> dict:
     """Train and evaluate the three stages; returns the report (what ``--json`` writes).
 
     ``on_epoch(stage, record)`` is called after every epoch of every stage. An interrupted stage
     (Ctrl-C) ends the run there: the report keeps the stages so far, with ``"interrupted": true``,
-    where it stopped (``"interrupted_at"``), and the interrupted model's test accuracy.
+    where it stopped (``"interrupted_at"``), and the interrupted model's test accuracy. ``log`` prints
+    the line that says which data was loaded.
     """
     started = time.perf_counter()
     seed_everything(config.seed)
     device = select_device(config.device)
     if splits is None:
-        splits = load_mnist(config.data_dir, source=config.data, dataset=config.dataset)
+        splits = load_mnist(config.data_dir, source=config.data, dataset=config.dataset, verbose=False)
+        log(f"Data: {splits.describe()}")
     train, val = validation_split(splits.train, holdout_size(len(splits.train), config.val_size), seed=config.seed)
     labelled = train
     if config.labels_per_class is not None:
+        check_budget(config.labels_per_class, train, splits.train)
         labelled = labels_per_class(train, config.labels_per_class, seed=config.seed)
     model = model or TwoStageNetwork(in_features=splits.train.num_features, num_classes=splits.train.num_classes)
     report = {"data_source": splits.source, "data_location": splits.location, "dataset": splits.name,

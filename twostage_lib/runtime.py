@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import TensorData
+from .checks import env_flag, env_threads, whole
+from .data import TensorData, check_scaled
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # Below this much work a step (trained weights x batch size) bfloat16 casts cost more than they
@@ -39,9 +40,9 @@ def cpu_quota(cgroup=Path("/sys/fs/cgroup")) -> int:
 
 def match_threads_to_quota() -> int:
     """At import: torch's thread pool follows the CPU quota instead of the host's cores (on a 1-CPU
-    container it would otherwise oversubscribe). ``TWOSTAGE_THREADS=N`` sets it outright."""
-    wanted = os.environ.get("TWOSTAGE_THREADS")
-    n = int(wanted) if wanted else min(cpu_quota(), torch.get_num_threads())
+    container it would otherwise oversubscribe). ``TWOSTAGE_THREADS=N`` sets it, up to that quota."""
+    available = cpu_quota()
+    n = env_threads(available) or min(available, torch.get_num_threads())
     if n != torch.get_num_threads():
         torch.set_num_threads(n)
     return n
@@ -71,6 +72,9 @@ def release_memory() -> None:
 
 def seed_everything(seed=0) -> None:
     """Seed Python, NumPy and PyTorch (CPU and CUDA) so a run repeats on the same machine."""
+    seed = whole("seed", seed, low=0)  # NumPy takes 0 to 2**32 - 1
+    if seed >= 2**32:
+        raise ValueError(f"seed must be below 2**32 (NumPy's limit), got {seed}")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
@@ -107,12 +111,15 @@ def as_tensors(data, device, batch_size=4096):
     if isinstance(data, TensorData):
         return data.rows(device)
     if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
-        return TensorData(data[0], data[1]).rows(device)
+        check_scaled(data[0], "x of the (X, y) pair")  # read as given: floats must already be scaled
+        return TensorData(data[0], data[1], source="x of the (X, y) pair").rows(device)
     if isinstance(data, torch.utils.data.Dataset):
         data = torch.utils.data.DataLoader(data, batch_size=batch_size)
-    if isinstance(data, torch.utils.data.DataLoader):
-        xs, ys = zip(*((x.reshape(len(x), -1).float(), torch.as_tensor(y)) for x, y in data))
-        return TensorData(torch.cat(xs), torch.cat(ys), source="the dataset's images").rows(device)
+    if isinstance(data, torch.utils.data.DataLoader):  # images keep their shape and type: uint8 is scaled
+        xs, ys = zip(*((torch.as_tensor(x), torch.as_tensor(y)) for x, y in data))
+        x = torch.cat(xs)
+        check_scaled(x, "the dataset's images")
+        return TensorData(x, torch.cat(ys), source="the dataset's images").rows(device)
     raise TypeError(
         f"cannot train on {type(data).__name__}: pass a TensorData (from load_mnist), "
         "an (X, y) pair of tensors, or a torch Dataset / DataLoader"
@@ -122,8 +129,8 @@ def as_tensors(data, device, batch_size=4096):
 def has_fast_bf16(device) -> bool:
     """True where bfloat16 matrix products run in hardware: CUDA GPUs that support it, and CPUs
     with AVX-512 BF16 or AMX (recent AMD EPYC / Ryzen, Intel Xeon from Sapphire Rapids).
-    ``TWOSTAGE_NO_FAST_BF16=1`` answers False, to measure a machine without it on one that has it."""
-    if os.environ.get("TWOSTAGE_NO_FAST_BF16") == "1":
+    ``TWOSTAGE_NO_FAST_BF16=1`` (or true, yes, on) answers False, to measure a machine without it on one that has it."""
+    if env_flag("TWOSTAGE_NO_FAST_BF16"):
         return False
     if device.type == "cuda":  # Ampere (compute capability 8.0) and later; older GPUs only emulate it
         return torch.cuda.get_device_capability(device)[0] >= 8

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from .augmentations import augment as augment_batch
 from .augmentations import strong_augment
+from .checks import number, scalar_loss, whole
 from .data import Batches, image_shape_of
 from .evaluation import check_targets, criterion_on, eval_chunk, over_chunks
 from .freezing import freeze_stage1, unfreeze_stage1
@@ -66,6 +67,16 @@ def train_stage1(model, data, objective="autoencoder", epochs=5, lr=1e-3, batch_
         objective=obj,
     )
     model.eval()
+    history.settings = {
+        "objective": objective if isinstance(objective, str) else type(obj).__name__,
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "seed": seed,
+        "scheduler": scheduler if isinstance(scheduler, str) or scheduler is None else "custom",
+        "clip_grad_norm": clip_grad_norm,
+        "precision": precision,
+    }
     return history
 
 
@@ -90,7 +101,7 @@ def _stage1_validator(model, heads, loss_of, val, device, batch_size):
 def _check_stage1_gradient(model, loss_of, x, objective):
     """Refuse an objective whose loss gives stage 1 a zero gradient (the blog's MSE(f, f.detach()))."""
     model.zero_grad(set_to_none=True)
-    loss = loss_of(model, x)
+    loss = scalar_loss(loss_of(model, x), "the stage-1 objective's loss")
     grads = torch.autograd.grad(loss, list(model.stage1.parameters()), allow_unused=True)
     norm = sum(float(g.abs().sum()) for g in grads if g is not None)
     if norm == 0.0:
@@ -157,7 +168,7 @@ def stage1_features(model, x, batch_size=None):
     ``eval_chunk`` if it sets one, else ``DEFAULT_BATCH_SIZE``; docs/decisions.md, "Caching stage 1's
     features").
     Stage 1 is put in eval mode and left there, as a frozen stage 1 should be."""
-    batch_size = batch_size or eval_chunk(model, DEFAULT_BATCH_SIZE)
+    batch_size = whole("batch_size", batch_size) if batch_size is not None else eval_chunk(model, DEFAULT_BATCH_SIZE)
     model.stage1.eval()
     first = model.features(x[:batch_size])  # x may be Rows (normalized as read): slices are tensors
     if len(first) == len(x):
@@ -247,9 +258,10 @@ def selftrain(model, labelled, unlabelled, epochs=30, lr=3e-3, stage1_lr_scale=1
     never used. ``history["pseudo_rate"]`` is the share above the threshold.
     """
     settings = LoopSettings(scheduler, clip_grad_norm, early_stopping, writer, progress, callback, precision)
-    if not 0.0 <= threshold <= 1.0 or unlabelled_weight < 0 or unlabelled_ratio < 1:
-        raise ValueError(f"threshold must be in [0, 1] (got {threshold}), unlabelled_weight >= 0 (got "
-                         f"{unlabelled_weight}) and unlabelled_ratio >= 1 (got {unlabelled_ratio})")  # fmt: skip
+    number("threshold", threshold, 0.0, 1.0)
+    number("unlabelled_weight", unlabelled_weight, low=0.0)
+    unlabelled_ratio = whole("unlabelled_ratio", unlabelled_ratio)
+    batch_size = whole("batch_size", batch_size)
     if early_stopping is not None and val is None:
         raise ValueError("early_stopping watches the validation loss: pass val= or drop early_stopping")
     device, xl, yl = _prepare(model, labelled, device, seed, classify=True)

@@ -126,6 +126,11 @@ class Panel:
         start = time.perf_counter()
         try:
             self.result = self.work(self.values())
+        except KeyboardInterrupt:  # the kernel's interrupt reached the panel's own code: say so, then stop
+            self.status.value = (
+                f"<i>interrupted after {time.perf_counter() - start:.1f} s; press Run to start again</i>"
+            )
+            raise
         except Exception as exc:  # shown in the panel, then raised for the notebook to see
             self.status.value = f"<b style='color:#b00'>{type(exc).__name__}: {exc}</b>"
             raise
@@ -141,6 +146,8 @@ class Panel:
         (GitHub, nbviewer) still has it. A PNG, not a matplotlib figure: it shows whatever pyplot's state."""
         from IPython.display import Image, display
 
+        if not self.runs:
+            raise RuntimeError(f"{self.title}: nothing to show yet; run the panel first (panel.run(), or press Run)")
         display(Image(png_of(self.figure()), format="png"))
 
     def summary(self) -> str:

@@ -150,6 +150,7 @@ def test_every_badge_opens_the_recorded_repository():
                 assert url.endswith(f"notebooks/{path.name}"), f"{path.name}: its {kind} badge opens {url}"
         if path.suffix == ".ipynb":
             assert f'TWOSTAGE_REPO\\", \\"https://github.com/{slug}\\"' in text, "the setup cell clones the course"
+            assert f'TWOSTAGE_REF\\", \\"{branch}\\"' in text, "the setup cell clones the ref the badge opened"
 
 
 def test_set_repository_moves_every_badge(tmp_path):
@@ -168,6 +169,8 @@ def test_set_repository_moves_every_badge(tmp_path):
         for url in _colab_badges(text):
             assert url.startswith("https://colab.research.google.com/github/someone/course/blob/dev/"), url
         assert "twostage/twostage" not in text, path.name
+        if path.suffix == ".ipynb":
+            assert 'TWOSTAGE_REF\\", \\"dev\\"' in text, path.name
         if path.suffix == ".ipynb":
             nbformat.validate(nbformat.read(path, as_version=4))
     with pytest.raises(SystemExit):

@@ -58,7 +58,7 @@ def test_the_labelled_subset_is_never_exceeded(start, monkeypatch):
         def __iter__(self):
             for x, y in super().__iter__():
                 if len(self.x) == len(xl):  # the labelled batches (the unlabelled pool is 100 times larger)
-                    drawn.append((x, y))
+                    drawn.append((x.cpu(), y.cpu()))  # the loop may run on a GPU; compared on the CPU
                 yield x, y
 
     monkeypatch.setattr(T, "Batches", Recording)

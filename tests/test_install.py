@@ -38,3 +38,25 @@ def test_make_names_a_python_that_is_too_old_and_the_fix(tmp_path):
     assert out.returncode != 0 and not venv.exists()
     assert "twostage needs Python 3.11 or newer, but" in out.stderr and "is 3.10.12" in out.stderr
     assert "make PYTHON=python3.11 run" in out.stderr
+
+
+def test_pip_itself_answers_whether_the_cpu_index_has_the_pinned_torch(tmp_path):
+    """pip reads the index (through the learner's proxy and certificates): a local index with the
+    asked-for torch is reachable; a server that answers but has no such torch is not."""
+    import functools
+    import http.server
+    import threading
+
+    simple = tmp_path / "simple" / "torch"
+    simple.mkdir(parents=True)
+    wheel = "torch-9.9.9-cp311-cp311-manylinux_2_28_x86_64.whl"  # a release no other index has
+    (simple / "index.html").write_text(f'<html><body><a href="{wheel}">{wheel}</a></body></html>')
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert install_torch.reachable(f"{url}/simple", "9.9.9")
+        assert not install_torch.reachable(f"{url}/nothing-here", "9.9.9")  # the port answers; pip finds no torch
+    finally:
+        server.shutdown()

@@ -11,11 +11,11 @@ says so in one line and installs from PyPI instead, which works the same on a CP
 from __future__ import annotations
 
 import argparse
-import socket
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from urllib.parse import urlparse
 
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,12 +27,20 @@ def pins(requirements=ROOT / "requirements.txt") -> list[str]:
     return [line for line in lines if line.split("==")[0] in ("torch", "torchvision")]
 
 
-def reachable(url, timeout=5.0) -> bool:
-    try:
-        with socket.create_connection((urlparse(url).hostname, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+def reachable(url, version, timeout=90) -> bool:
+    """Does pip itself find ``torch==version`` on the index at ``url``? pip, not a socket of our own:
+    it goes through the proxy (HTTPS_PROXY, pip.conf), certificates and configuration the learner
+    has. Other indexes and local wheel folders of that configuration are left out of the question."""
+    with tempfile.TemporaryDirectory() as nothing:
+        env = dict(os.environ, PIP_EXTRA_INDEX_URL=url, PIP_FIND_LINKS=nothing)
+        command = [sys.executable, "-m", "pip", "index", "versions", "torch", "--index-url", url, "--retries", "1",
+                   "--timeout", "15", "--disable-pip-version-check"]  # fmt: skip
+        try:
+            out = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            return False
+    listed = [line for line in out.stdout.splitlines() if line.startswith("Available versions:")]
+    return out.returncode == 0 and any(version in line.split(":", 1)[1].replace(" ", "").split(",") for line in listed)
 
 
 def plan(cuda: bool, platform: str, index_reachable: bool) -> tuple[list[str], str]:
@@ -50,7 +58,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cuda", action="store_true", help="PyPI's default build, with CUDA on Linux")
     args = parser.parse_args(argv)
     linux_cpu = not args.cuda and sys.platform == "linux"
-    extra, message = plan(args.cuda, sys.platform, linux_cpu and reachable(CPU_INDEX))
+    torch_pin = next(p for p in pins() if p.startswith("torch=="))
+    extra, message = plan(args.cuda, sys.platform, linux_cpu and reachable(CPU_INDEX, torch_pin.split("==")[1]))
     print(message, flush=True)
     return subprocess.call([sys.executable, "-m", "pip", "install", *extra, *pins()])
 

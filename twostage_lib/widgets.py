@@ -15,7 +15,6 @@ import ipywidgets as W
 from matplotlib.figure import Figure  # drawn off-screen: no pyplot state, no cell output
 from matplotlib.ticker import MaxNLocator
 
-
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # the output a widget is drawn from, ipywidgets 7 and 8
 
 

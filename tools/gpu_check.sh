@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Everything that needs a CUDA GPU, in one command, with one summary line per step (under 8 minutes
+# on one H200). For a machine with a GPU and PyTorch but without the course's development packages:
+# first, where pip reaches PyPI, `bash tools/gpu_wheels.sh` puts the missing wheels in .whl/; carry
+# that folder beside the checkout.
+#   bash tools/gpu_check.sh [WHEELS]        (default: .whl)
+# Steps: the CUDA unit tests; the whole unit suite with the GPU present; every notebook executed on
+# CUDA (device="auto" picks it, as on a Colab GPU runtime), its Checks included; the pipeline on CUDA.
+# The bundled MNIST subset is used unless TWOSTAGE_DATA names the full files. Exit status: failures.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+wheels="${1:-.whl}"
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg TWOSTAGE_CHECKPOINTS="${TMPDIR:-/tmp}/twostage-gpu-checkpoints"
+summary=()
+failed=0
+step() {  # step NAME COMMAND...: run it, keep its log, add one summary line
+  local name="$1" start=$SECONDS
+  shift
+  if "$@" >"/tmp/gpu_check_${name}.log" 2>&1; then local verdict=PASS; else local verdict=FAIL; failed=$((failed + 1)); fi
+  local last
+  last="$(grep -v '^\s*$' "/tmp/gpu_check_${name}.log" | tail -1 | cut -c1-150)"
+  summary+=("gpu_check ${name}: ${verdict} in $((SECONDS - start)) s: ${last}")
+  echo "${summary[-1]}"
+  [ "$verdict" = PASS ] || tail -40 "/tmp/gpu_check_${name}.log"
+}
+python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU'; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
+if [ -d "$wheels" ]; then
+  step install python3 -m pip install --quiet --no-index --find-links "$wheels" nbclient nbformat nbval ipykernel \
+    ipywidgets jupyterlab_widgets
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+step cuda_tests python3 -m pytest tests -q -p no:cacheprovider -k cuda
+step unit_suite python3 -m pytest tests -q -p no:cacheprovider --ignore=tests/test_colab.py \
+  --ignore=tests/test_floors.py --ignore=tests/test_browser.py
+step notebooks python3 tools/execute_notebooks.py --check-only
+step run python3 -m twostage_lib run --device cuda --no-progress
+printf '%s\n' "${summary[@]}"
+exit "$failed"

@@ -96,7 +96,9 @@ def table(saved) -> str:
 
 
 def main(prefixes):
-    data = os.environ.get("TWOSTAGE_DATA")
+    from twostage_lib.data import full_data_dir  # TWOSTAGE_DATA, read and checked as the notebooks read it
+
+    data = full_data_dir()
     rows = json.loads(RESULTS.read_text())["notebooks"] if prefixes and RESULTS.is_file() else {}
     with tempfile.TemporaryDirectory() as workdir:
         for path in sorted(p for p in NOTEBOOKS.glob("*.ipynb") if not prefixes or p.name.startswith(tuple(prefixes))):

@@ -2,9 +2,9 @@
 numpy they allow (torch 2.6 is the first with ``nn.utils.get_total_norm``, which the loop calls).
 
 The environment is built once in ~/.cache/twostage/floor-env (about 100 s and 5 GB: PyPI's torch
-is the CUDA build) and reused while pyproject.toml is unchanged; every other package is whatever
-pip picks beside those three floors. The suite then runs in it, less the tests that build
-environments of their own (this one, Colab's) and the browser test.
+is the CUDA build) and reused while pyproject.toml and the checkout's folder are unchanged; every
+other package is whatever pip picks beside those three floors. The suite then runs in it, less the
+tests that build environments of their own (this one, Colab's) and the browser test.
 """
 
 import hashlib
@@ -31,7 +31,7 @@ def floors() -> list[str]:
 
 def floor_env() -> Path:
     python = TARGET / "bin" / "python"
-    stamp = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    stamp = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + str(ROOT).encode()).hexdigest()  # editable: here
     if python.exists() and (TARGET / ".built-from").is_file() and (TARGET / ".built-from").read_text() == stamp:
         return python
     subprocess.run(["rm", "-rf", str(TARGET)], check=True)

@@ -12,6 +12,6 @@ platforms=()
 for n in 17 24 27 28 31 34; do platforms+=(--platform "manylinux_2_${n}_x86_64"); done
 python3 -m pip download --quiet --only-binary=:all: --python-version "$version" --implementation cp \
   "${platforms[@]}" --platform manylinux2014_x86_64 -d "$folder" \
-  nbclient nbformat nbval ipykernel ipywidgets jupyterlab_widgets widgetsnbextension
+  nbclient nbformat nbconvert nbval ipykernel ipywidgets jupyterlab_widgets widgetsnbextension
 rm -f "$folder"/numpy-* "$folder"/torch-* "$folder"/pytest-*  # the machine's own stay
 du -sh "$folder"

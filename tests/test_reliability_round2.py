@@ -390,8 +390,8 @@ def test_sigterm_in_the_real_study_reports_the_runs_so_far(tmp_path):
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out = ""
     deadline = time.monotonic() + 600
-    while "labels/class" not in out and time.monotonic() < deadline:  # the first run is finished
-        out += proc.stdout.readline()
+    while "labels/class" not in out and time.monotonic() < deadline and proc.poll() is None:
+        out += proc.stdout.readline()  # until the first run is finished
     proc.send_signal(signal.SIGTERM)
     rest, err = proc.communicate(timeout=600)
     assert proc.returncode == 143 and "Traceback" not in err, err

@@ -1,5 +1,6 @@
 """The notebooks on Colab's own packages: the setup cell installs the course and changes nothing else,
-and the notebooks run with every panel drawn as a widget, no error and no traceback anywhere.
+and the notebooks run with every panel drawn as a widget, no error and no traceback anywhere; the
+unit suite passes on the same packages.
 
 The environment is built by tools/colab_env.py from tests/colab/pip-freeze.txt, Colab's published
 package list (Python 3.13 where this machine has it; ipywidgets 7.7.1, IPython 7.34, PyTorch 2.11),
@@ -19,8 +20,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from twostage_lib.widgets import WIDGET_VIEW
+
 ROOT = Path(__file__).resolve().parents[1]
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PINS = Path(os.environ.get("TWOSTAGE_COLAB_PINS") or ROOT / "tests" / "colab" / "pip-freeze.txt")
 NOTEBOOKS = ["00_start_here.ipynb", "04_stage2_classifier.ipynb"]
 RUN = """
@@ -42,9 +44,8 @@ def freeze(python, env) -> dict:
 @pytest.fixture(scope="module")
 def colab(tmp_path_factory):
     """(python of the Colab environment, the variables that make it look like Colab, its packages before)."""
-    target = Path.home() / ".cache" / "twostage" / "colab-env"
-    built = subprocess.run([sys.executable, str(ROOT / "tools" / "colab_env.py"), "--pins", str(PINS),
-                            "--target", str(target)], capture_output=True, text=True)  # fmt: skip
+    built = subprocess.run([sys.executable, str(ROOT / "tools" / "colab_env.py"), "--pins", str(PINS)],
+                           capture_output=True, text=True)  # fmt: skip
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-4000:]
     python = built.stdout.split()[-1]
     stub = tmp_path_factory.mktemp("stub")
@@ -103,3 +104,22 @@ def test_every_output_is_clean_and_every_panel_a_widget(executed, name):
             panels += WIDGET_VIEW in output.get("data", {})
     if name != "00_start_here.ipynb":  # 00 has no panel; every training notebook has one
         assert panels >= 1, f"{name}: its panel was not drawn as a widget"
+
+
+def test_the_unit_suite_passes_on_colabs_packages(colab, tmp_path_factory):
+    """The library itself on Colab's versions (ipywidgets 7, IPython 7, torch 2.11, numpy 2.1), not
+    only the two notebooks: the unit suite, with Colab's own pytest beside the environment (in a
+    folder of its own, so the environment stays Colab's), less the tests that build environments
+    or need PyPI and the browser."""
+    python, env, _ = colab
+    extra = tmp_path_factory.mktemp("colab-pytest")
+    constraints = Path(python).parents[1] / "colab-constraints.txt"
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(extra),
+                    "-c", str(constraints), "pytest", "nbconvert", "pyyaml", "packaging"], check=True)  # fmt: skip
+    plain = {k: v for k, v in env.items() if k != "PYTHONPATH"}  # no google.colab stub: this is no notebook
+    plain.update(PYTHONPATH=f"{extra}{os.pathsep}{ROOT}", TWOSTAGE_DATA=os.environ.get("TWOSTAGE_DATA", ""))
+    skip = ["test_colab.py", "test_floors.py", "test_browser.py", "test_packaging.py", "test_environments.py"]
+    command = [python, "-m", "pytest", "tests", "-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=-ra",
+               *(f"--ignore=tests/{name}" for name in skip)]  # fmt: skip
+    run = subprocess.run(command, cwd=ROOT, env=plain, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]

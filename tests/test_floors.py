@@ -9,6 +9,7 @@ tests that build environments of their own (this one, Colab's) and the browser t
 
 import hashlib
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -34,7 +35,7 @@ def floor_env() -> Path:
     stamp = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + str(ROOT).encode()).hexdigest()  # editable: here
     if python.exists() and (TARGET / ".built-from").is_file() and (TARGET / ".built-from").read_text() == stamp:
         return python
-    subprocess.run(["rm", "-rf", str(TARGET)], check=True)
+    shutil.rmtree(TARGET, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(TARGET)], check=True)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, *floors(), "-e", f"{ROOT}[notebooks,dev]"], check=True)

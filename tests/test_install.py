@@ -49,7 +49,7 @@ def test_pip_itself_answers_whether_the_cpu_index_has_the_pinned_torch(tmp_path)
 
     simple = tmp_path / "simple" / "torch"
     simple.mkdir(parents=True)
-    wheel = "torch-9.9.9-cp311-cp311-manylinux_2_28_x86_64.whl"  # a release no other index has
+    wheel = "torch-9.9.9-py3-none-any.whl"  # a release no other index has, for any Python
     (simple / "index.html").write_text(f'<html><body><a href="{wheel}">{wheel}</a></body></html>')
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -423,11 +423,12 @@ def test_too_many_labels_per_class_names_the_holdout_and_the_largest_value(capsy
 
 def test_the_default_budgets_leave_out_what_the_data_cannot_give(bundled):
     said = []
-    assert usable_budgets(bundled.train, None, [0, 1], said.append) == [1, 10, 100, None]
+    trains = [ts.validation_split(bundled.train, 0.1, seed=seed)[0] for seed in (0, 1)]  # the study's holdout
+    assert usable_budgets(bundled.train, trains, None, said.append) == [1, 10, 100, None]
     assert said == ["labels per class 1000 left out: after the validation holdout this data has at most 900 per "
                     "class (choose budgets with --labels-per-class)"]  # fmt: skip
     with pytest.raises(ValueError, match="--labels-per-class 1000 is more than this data can give"):
-        usable_budgets(bundled.train, [10, 1000], [0], said.append)
+        usable_budgets(bundled.train, trains, [10, 1000], said.append)
 
 
 def test_a_long_study_says_where_it_is_and_how_long_is_left():

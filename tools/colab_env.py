@@ -1,6 +1,6 @@
 """Build a virtual environment with Colab's own package versions, to run the course as Colab would.
 
-    python tools/colab_env.py [--pins tests/colab/pip-freeze.txt] [--target .colab-env]
+    python tools/colab_env.py [--pins tests/colab/pip-freeze.txt] [--target ~/.cache/twostage/colab-env]
 
 Reads Colab's published ``pip freeze`` list, installs exactly its versions of what a notebook's
 kernel uses (PyTorch, NumPy, Matplotlib, ipywidgets, IPython, ipykernel, TensorBoard, tqdm and the
@@ -28,6 +28,7 @@ PINS = ROOT / "tests" / "colab" / "pip-freeze.txt"
 # what a notebook's kernel imports, and what executes it (nbclient runs inside the environment)
 KERNEL = ("torch", "torchvision", "numpy", "matplotlib", "ipywidgets", "ipython", "ipykernel", "tensorboard", "tqdm",
           "jupyter-client", "traitlets", "widgetsnbextension", "nbclient", "nbformat")  # fmt: skip
+TARGET = Path.home() / ".cache" / "twostage" / "colab-env"  # outside the checkout: 5 GB, shared by clones
 PYTHON = "3.13"  # Colab's default since 2026-08-19 (the list's "Upgrade to Python 3.13")
 
 
@@ -97,7 +98,7 @@ def build(target: Path, pin_file: Path) -> Path:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pins", type=Path, default=PINS, help="a Colab pip freeze list (default: %(default)s)")
-    parser.add_argument("--target", type=Path, default=ROOT / ".colab-env", help="the environment's folder")
+    parser.add_argument("--target", type=Path, default=TARGET, help="the environment's folder (default: %(default)s)")
     args = parser.parse_args(argv)
     print(build(args.target, args.pins))
 

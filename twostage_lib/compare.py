@@ -82,12 +82,13 @@ def run_study(
                          f"{', '.join(known)}")  # fmt: skip
     objectives = [o for o in objectives if any(m.startswith(f"{o}+") for m in methods)]  # a stage 1 only if used
     epochs_stage1 = {**STAGE1_EPOCHS, **(epochs_stage1 or {})}
-    budgets = usable_budgets(splits.train, budgets, seeds, log)
+    holdout = holdout_size(len(splits.train))
+    trains = [validation_split(splits.train, holdout, seed=seed)[0] for seed in seeds]  # as `run` does
+    budgets = usable_budgets(splits.train, trains, budgets, log)
     study = Study(splits.test, lr, dict(device=device, progress=False, precision=precision), log, methods)
     started = time.perf_counter()
     try:
-        for i, seed in enumerate(seeds):
-            train, _ = validation_split(splits.train, holdout_size(len(splits.train)), seed=seed)  # as `run` does
+        for i, (seed, train) in enumerate(zip(seeds, trains)):
             labelled = {n: train if n is None else labels_per_class(train, n, seed=seed) for n in budgets}
             log(progress_line(i, seeds, time.perf_counter() - started))
             for n, data in labelled.items():
@@ -106,11 +107,11 @@ def run_study(
             "config": config, "interrupted": study.interrupted}  # fmt: skip
 
 
-def usable_budgets(images, budgets, seeds, log) -> list:
-    """The budgets to run: as given, each checked against what every seed's training part can give
-    (``check_budget`` names the flag and the largest value allowed); None: ``BUDGETS`` less those
-    the data cannot give, each left out with a line in the log."""
-    trains = [validation_split(images, holdout_size(len(images)), seed=seed)[0] for seed in seeds]
+def usable_budgets(images, trains, budgets, log) -> list:
+    """The budgets to run: as given, each checked against what every seed's training part
+    (``trains``, carved out of ``images``) can give (``check_budget`` names the flag and the largest
+    value allowed); None: ``BUDGETS`` less those the data cannot give, each left out with a line in
+    the log."""
     if budgets is not None:
         for n in budgets:
             for train in trains:

@@ -76,9 +76,7 @@ def stage1_model(data, objective="autoencoder", epochs=None, seed=0, lr=STAGE1_L
     """
     epochs = stage1_epochs(data, objective) if epochs is None else epochs
     path = usable_path(data, objective, epochs, seed)
-    model = TwoStageNetwork(in_features=data.num_features)
-    wanted = stage1_record(data, stage1_settings(objective, epochs, lr, seed), model.config)
-    saved, _, why_not = load_matching(path, wanted)
+    saved, _, why_not = load_matching(path, wanted_record(data, objective, epochs, lr, seed))
     if saved is not None:
         return saved, f"loaded from {path}"
     seed_everything(seed)
@@ -109,9 +107,10 @@ def usable_path(data, objective, epochs, seed) -> Path | None:
         return None
 
 
-def stage1_settings(objective, epochs, lr, seed) -> dict:
-    """The settings ``stage1_model`` trains with, as ``train_stage1`` records them in its history."""
-    return {
+def wanted_record(data, objective, epochs, lr, seed) -> dict:
+    """The record of the stage 1 ``stage1_model`` would train: its settings, as ``train_stage1``
+    records them in its history, the default layer sizes and the images' fingerprint."""
+    settings = {
         "objective": objective,
         "epochs": epochs,
         "lr": lr,
@@ -121,6 +120,7 @@ def stage1_settings(objective, epochs, lr, seed) -> dict:
         "clip_grad_norm": None,
         "precision": "auto",
     }
+    return stage1_record(data, settings, TwoStageNetwork(in_features=data.num_features).config)
 
 
 def load_matching(path: Path | None, wanted: dict):
@@ -152,7 +152,7 @@ def stage1_seconds(data, objective="autoencoder", epochs=None, seed=0, lr=STAGE1
     saved, on the machine that trained it; None when there is none, it is not the one ``stage1_model``
     would load, or it was saved without the time."""
     epochs = stage1_epochs(data, objective) if epochs is None else epochs
-    path = usable_path(data, objective, epochs, seed)
-    config = TwoStageNetwork(in_features=data.num_features).config
-    _, ckpt, _ = load_matching(path, stage1_record(data, stage1_settings(objective, epochs, lr, seed), config))
+    _, ckpt, _ = load_matching(
+        usable_path(data, objective, epochs, seed), wanted_record(data, objective, epochs, lr, seed)
+    )
     return None if ckpt is None else ckpt["metrics"].get("seconds")

@@ -59,6 +59,9 @@ def class_indices(labels) -> torch.Tensor:
     return labels.long()  # negative ones (-1 for "unlabelled") pass: stage 1 ignores labels
 
 
+INTEGER_TYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)
+
+
 def check_images(images, where="images") -> torch.Tensor:
     """The one check of an image array's layout and type where it enters (``TensorData``): one row or
     image per sample, (N, features), (N, H, W) or (N, C, H, W); channels first; real numbers. Integer
@@ -89,9 +92,6 @@ def check_images(images, where="images") -> torch.Tensor:
             )
         images = images.to(torch.uint8)
     return images
-
-
-INTEGER_TYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)
 
 
 def check_scaled(images, where="x") -> None:
@@ -182,8 +182,8 @@ class TensorData:
         if self._fingerprint is None:
             digest = hashlib.sha256(f"{self.stored.dtype} {self.image_shape} {len(self)}".encode())
             for start in range(0, len(self), 8192):
-                rows = torch.arange(start, min(start + 8192, len(self)))
-                chunk = self.stored[rows] if self.index is None else self.stored[self.index[rows]]
+                end = start + 8192
+                chunk = self.stored[start:end] if self.index is None else self.stored[self.index[start:end]]
                 digest.update(chunk.cpu().contiguous().view(torch.uint8).numpy().tobytes())
             self._fingerprint = digest.hexdigest()
         return self._fingerprint

@@ -45,10 +45,10 @@ notebooks: $(VENV)/.installed    ## re-execute every notebook top to bottom, in 
 	$(PY) tools/execute_notebooks.py
 
 notebooks-budget: $(VENV)/.installed  ## every notebook on one core, one thread, float32: time and memory (README)
-	$(PY) tools/notebook_budget.py
+	$(PY) -m tools.notebook_budget
 
 bench: $(VENV)/.installed        ## the speed benchmark (README.md, Speed)
-	$(PY) benchmarks/speed.py
+	$(PY) -m benchmarks.speed
 
 clean:
 	rm -rf $(VENV) runs checkpoints

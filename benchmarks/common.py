@@ -8,18 +8,18 @@ from pathlib import Path
 
 import torch
 
-from twostage_lib.data import full_data_dir
+from twostage_lib.mnist import full_data_dir
+from twostage_lib.recipe import DEFAULT
 from twostage_lib.runtime import has_fast_bf16
-from twostage_lib.training import DEFAULT_BATCH_SIZE, STAGE2_BATCH_SIZE
 
 # the library's paths: batch size and precision ("bf16": bfloat16 autocast, the default where the
 # hardware is fast at it; elsewhere only float32 is measured)
 PRECISIONS = ("fp32", "bf16") if has_fast_bf16(torch.device("cpu")) else ("fp32",)
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SEED_BATCH = 32
+BLOG_BATCH = 32
 # the library's default batch of each stage: stage 2's head on cached features takes larger ones
-DEFAULT_BATCH = {"stage1": DEFAULT_BATCH_SIZE, "stage2": STAGE2_BATCH_SIZE, "finetune": DEFAULT_BATCH_SIZE}
+DEFAULT_BATCH = {"stage1": DEFAULT.batch_size, "stage2": DEFAULT.batch_size_stage2, "finetune": DEFAULT.batch_size}
 
 
 def data_root() -> Path:

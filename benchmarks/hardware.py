@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from common import DEFAULT_BATCH, PRECISIONS, SEED_BATCH, path_key
+
+from .common import BLOG_BATCH, DEFAULT_BATCH, PRECISIONS, path_key
 
 
 def linear_flops(layers, input_needs_grad=False) -> float:
@@ -73,7 +74,7 @@ def gemm_only_rates(repeats=5):
     rates = {}
     for stage, layers in stage_layers().items():
         shapes = [(layer.in_features, layer.out_features) for layer in layers]
-        for bs in (SEED_BATCH, DEFAULT_BATCH[stage]):
+        for bs in (BLOG_BATCH, DEFAULT_BATCH[stage]):
             for precision in PRECISIONS:
                 dtype = torch.bfloat16 if precision == "bf16" else torch.float32
                 xs = [torch.randn(bs, i, dtype=dtype) for i, _ in shapes]
@@ -118,8 +119,8 @@ def flops_per_sample():
     net = ts.TwoStageNetwork()
     return {
         **{stage: linear_flops(layers) for stage, layers in stage_layers(net).items()},
-        "seeds_stage1-as-written": linear_flops(linears(net.stage1)),
-        "seeds_stage2": 2 * sum(layer.in_features * layer.out_features for layer in linears(net.stage1))
+        "blog_stage1-as-written": linear_flops(linears(net.stage1)),
+        "blog_stage2": 2 * sum(layer.in_features * layer.out_features for layer in linears(net.stage1))
         + linear_flops(linears(net.stage2)),
     }
 
@@ -142,5 +143,5 @@ def machine_info() -> dict:
         "threads": torch.get_num_threads(),
         "precisions": list(PRECISIONS),
         "default_batch": DEFAULT_BATCH,
-        "defaults": {str(bs): default_precisions(bs) for bs in sorted({SEED_BATCH, *DEFAULT_BATCH.values()})},
+        "defaults": {str(bs): default_precisions(bs) for bs in sorted({BLOG_BATCH, *DEFAULT_BATCH.values()})},
     }

@@ -1,11 +1,11 @@
 """Small measurements behind the library's defaults (docs/decisions.md names each one's command).
 
-    python benchmarks/probes.py bf16-threshold   # bf16 / fp32 speed of each stage at several batch sizes
-    python benchmarks/probes.py stage2-batch     # the head at batch 512 vs 2048: accuracy and time, 3 seeds
-    python benchmarks/probes.py feature-chunks   # stage1_features in chunks of 512 vs 2048
-    python benchmarks/probes.py gather           # a batch by index_select vs x[idx]
-    python benchmarks/probes.py rows             # per-batch normalization vs a whole float32 copy
-    python benchmarks/probes.py augment          # augmentation's sampling grid: two planes vs torch.stack
+    python -m benchmarks.probes bf16-threshold   # bf16 / fp32 speed of each stage at several batch sizes
+    python -m benchmarks.probes stage2-batch     # the head at batch 512 vs 2048: accuracy and time, 3 seeds
+    python -m benchmarks.probes feature-chunks   # stage1_features in chunks of 512 vs 2048
+    python -m benchmarks.probes gather           # a batch by index_select vs x[idx]
+    python -m benchmarks.probes rows             # per-batch normalization vs a whole float32 copy
+    python -m benchmarks.probes augment          # augmentation's sampling grid: two planes vs torch.stack
 
 Needs the full MNIST raw files ($TWOSTAGE_DATA; `make bench` sets it). Times are the median of a few
 repeats on one machine: read them as ratios, not constants.
@@ -18,11 +18,12 @@ import statistics
 import time
 
 import torch
-from common import data_root
 
 import twostage_lib as ts
 from twostage_lib.models import decoder_for
 from twostage_lib.runtime import has_fast_bf16
+
+from .common import data_root
 
 
 def timed(fn, repeats=3):
@@ -105,7 +106,7 @@ def rows(train, rounds=5):
     """Epoch time of each stage reading normalized rows a batch at a time (``TensorData.rows``, the
     library's path) against reading a normalized float32 copy of the whole split (the old path),
     interleaved in one process; median of ``rounds``, at the precision ``auto`` picks here."""
-    from twostage_lib.data import TensorData
+    from twostage_lib.tensors import TensorData
 
     per_batch = TensorData.rows
     copies = {}

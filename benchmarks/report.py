@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common import ROOT, SEED_BATCH, path_key
+from .common import BLOG_BATCH, ROOT, path_key
 
 
 def table(saved) -> str:
@@ -11,7 +11,7 @@ def table(saved) -> str:
     lines = [
         header(saved),
         "",
-        "| path | stage | batch | precision | samples/s | vs seeds | FLOPs/sample (fwd+bwd) | of ceiling "
+        "| path | stage | batch | precision | samples/s | vs blog | FLOPs/sample (fwd+bwd) | of ceiling "
         "| of GEMM-only | peak RSS |",
         "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -29,8 +29,8 @@ def table(saved) -> str:
 
 
 RATES_NOTE = (
-    "Rates are medians of 5 interleaved rounds in one process (1.5 s of the seeds' loop, then "
-    'about 1.5 s of each library path); "vs seeds" is the median of the per-round ratios, '
+    "Rates are medians of 5 interleaved rounds in one process (1.5 s of the blog's loop, then "
+    'about 1.5 s of each library path); "vs blog" is the median of the per-round ratios, '
     'with their range. "Of ceiling" divides by the matmul ceiling of the path\'s own precision '
     '(large square matrices); "of GEMM-only" divides by the rate the same step would run at if it '
     "were only its own matrix products, at their own shapes and precision (`gemm_only_rates`). "
@@ -50,8 +50,8 @@ def header(saved) -> str:
     ceilings = ", ".join(f"{p} {peak[p] / 1e9:.0f}" for p in machine["precisions"])
     defaults = defaults_of(machine)
     default = (
-        f"batch {SEED_BATCH}: "
-        + ", ".join(f"{stage} {p}" for stage, p in defaults[SEED_BATCH].items())
+        f"batch {BLOG_BATCH}: "
+        + ", ".join(f"{stage} {p}" for stage, p in defaults[BLOG_BATCH].items())
         + "; default batch: "
         + ", ".join(f"{stage} {defaults[bs][stage]} ({bs})" for stage, bs in machine["default_batch"].items())
     )
@@ -68,15 +68,15 @@ def stage_rows(saved, stage) -> list:
     """(label, RSS key, batch, precision, FLOPs/sample, samples/s, path key or None) for one stage."""
     results, flops = saved["results"], saved["flops_per_sample"]
     paired = results[f"paired/{stage}"]  # rates and ratios from one process, interleaved
-    seeds_flops = flops.get(f"seeds_{stage}", flops[stage])
-    rows = [("seeds: per-sample DataLoader", f"seeds/{stage}", SEED_BATCH, "fp32", seeds_flops, paired["seeds"], None)]
+    blog_flops = flops.get(f"blog_{stage}", flops[stage])
+    rows = [("blog: per-sample DataLoader", f"blog/{stage}", BLOG_BATCH, "fp32", blog_flops, paired["blog"], None)]
     if stage == "stage1":
-        rows[0] = ("seeds: per-sample DataLoader, loss fixed (autoencoder)", *rows[0][1:])
-        as_written = results["seeds/stage1-as-written"]["samples_per_s"]
-        rows.insert(0, ("seeds: as written (zero loss, no decoder), own process", "seeds/stage1-as-written",
-                        SEED_BATCH, "fp32", flops["seeds_stage1-as-written"], as_written, None))  # fmt: skip
-    for bs in (SEED_BATCH, saved["machine"]["default_batch"][stage]):
-        solo = f"library32/{stage}" if bs == SEED_BATCH else f"library/{stage}"
+        rows[0] = ("blog: per-sample DataLoader, loss fixed (autoencoder)", *rows[0][1:])
+        as_written = results["blog/stage1-as-written"]["samples_per_s"]
+        rows.insert(0, ("blog: as written (zero loss, no decoder), own process", "blog/stage1-as-written",
+                        BLOG_BATCH, "fp32", flops["blog_stage1-as-written"], as_written, None))  # fmt: skip
+    for bs in (BLOG_BATCH, saved["machine"]["default_batch"][stage]):
+        solo = f"library32/{stage}" if bs == BLOG_BATCH else f"library/{stage}"
         for precision in saved["machine"]["precisions"]:
             key = path_key(bs, precision)
             rows.append(("library: in-memory", solo, bs, precision, flops[stage], paired[f"library{key}"], key))
@@ -87,7 +87,7 @@ def speed_row(saved, stage, label, rss_key, batch, precision, flops, rate, key) 
     """One row of the speed table."""
     results = saved["results"]
     paired, gemm = results[f"paired/{stage}"], results["ceiling"].get("gemm_only", {})
-    ratio = f"{rate / paired['seeds']:.1f}x"
+    ratio = f"{rate / paired['blog']:.1f}x"
     if key is not None:
         low, high = paired[f"ratio{key}_range"]
         ratio = f"**{paired[f'ratio{key}']:.1f}x** ({low:.1f}-{high:.1f})"
@@ -128,7 +128,7 @@ def to98_table(results) -> list:
         "|---|---:|---:|---:|---:|",
     ]
     names = {
-        "to98/seeds": "seed blog's script as written (batch 32, 5 + 5 epochs)",
+        "to98/blog": "seed blog's script as written (batch 32, 5 + 5 epochs)",
         "to98/supervised": "library, supervised from scratch (15 epochs, cosine)",
         "to98/pipeline": "library, two-stage defaults (`python -m twostage_lib run`)",
         "to98/pipeline-fp32": "library, two-stage defaults with `--precision fp32`",
@@ -154,8 +154,8 @@ def plot(results, path, precisions, default_batch):
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
     stages = ["stage1", "stage2", "finetune"]
     # each bar: its label and, per stage, the key of its rate in that stage's paired results
-    bars = [("seeds' loop, batch 32", {s: "seeds" for s in stages})]
-    bars += [(f"library, batch 32, {p}", {s: f"library{path_key(SEED_BATCH, p)}" for s in stages}) for p in precisions]
+    bars = [("blog's loop, batch 32", {s: "blog" for s in stages})]
+    bars += [(f"library, batch 32, {p}", {s: f"library{path_key(BLOG_BATCH, p)}" for s in stages}) for p in precisions]
     bars += [
         (f"library, default batch, {p}", {s: f"library{path_key(default_batch[s], p)}" for s in stages})
         for p in precisions
@@ -169,7 +169,7 @@ def plot(results, path, precisions, default_batch):
     left.set_yscale("log")
     left.set_ylabel("training samples / s")
     left.legend()
-    for key in ("to98/seeds", "to98/supervised", "to98/pipeline", "to98/pipeline-fp32"):
+    for key in ("to98/blog", "to98/supervised", "to98/pipeline", "to98/pipeline-fp32"):
         if key in results:
             curve = results[key]["curve"]
             right.plot([c[0] for c in curve], [c[1] for c in curve], marker="o", label=key.split("/")[1])

@@ -1,16 +1,16 @@
-"""Speed benchmark: the seeds' recipe against the library's in-memory path, measured in one run.
+"""Speed benchmark: the blog's recipe against the library's in-memory path, measured in one run.
 
-    python benchmarks/speed.py            # everything (about 10 minutes on 2 cores)
-    python benchmarks/speed.py --quick    # skips the seed recipe's full 10-epoch run (about 3 minutes)
-    python benchmarks/speed.py --report-only  # redraws the table and plot from results.json
+    python -m benchmarks.speed            # everything (about 10 minutes on 2 cores)
+    python -m benchmarks.speed --quick    # skips the blog recipe's full 10-epoch run (about 3 minutes)
+    python -m benchmarks.speed --report-only  # redraws the table and plot from results.json
 
 Needs the full MNIST raw files ($TWOSTAGE_DATA; `make bench` sets it). Each measurement runs in its own
-process so its peak memory (RSS) is its own. Samples/s and the ratios to the seeds come from one
-process per stage that interleaves the seeds' loop and the library in short rounds (a shared VM's
+process so its peak memory (RSS) is its own. Samples/s and the ratios to the blog's loop come from one
+process per stage that interleaves the blog's loop and the library in short rounds (a shared VM's
 slow spells then hit both sides; the table gives the median ratio and its range). Writes
 benchmarks/results.json, benchmarks/speed.png and the table between the bench markers in benchmarks/README.md.
 
-Modules: common.py (paths, data, batch sizes), seeds_loop.py (the blog's loop), hardware.py (FLOPs,
+Modules: common.py (paths, data, batch sizes), blog_loop.py (the blog's loop), hardware.py (FLOPs,
 ceilings, what precision="auto" picks), workers.py (each measurement), report.py (table, plot).
 Smaller probes behind the library's defaults: probes.py (docs/decisions.md).
 """
@@ -22,10 +22,10 @@ import json
 import subprocess
 import sys
 
-from common import HERE, ROOT, data_root, peak_rss_mb
-from hardware import flops_per_sample, machine_info
-from report import plot, table, update_readme
-from workers import WORKERS
+from .common import HERE, ROOT, data_root, peak_rss_mb
+from .hardware import flops_per_sample, machine_info
+from .report import plot, table, update_readme
+from .workers import WORKERS
 
 
 def run_worker(name):
@@ -38,7 +38,9 @@ def measure(names) -> dict:
     results = {}
     for name in names:
         print(f"  {name} ...", end=" ", flush=True)
-        out = subprocess.run([sys.executable, __file__, "--worker", name], capture_output=True, text=True, cwd=ROOT)
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.speed", "--worker", name], capture_output=True, text=True, cwd=ROOT
+        )
         if out.returncode != 0:
             sys.exit(f"worker {name} failed:\n{out.stderr[-3000:]}")
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -55,7 +57,7 @@ def measure(names) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="skip the seed recipe's 10-epoch run")
+    parser.add_argument("--quick", action="store_true", help="skip the blog recipe's 10-epoch run")
     parser.add_argument(
         "--report-only",
         action="store_true",
@@ -69,11 +71,11 @@ def main():
         saved = json.loads((HERE / "results.json").read_text())
     else:
         data_root()
-        names = [n for n in WORKERS if not (args.quick and n == "to98/seeds")]
+        names = [n for n in WORKERS if not (args.quick and n == "to98/blog")]
         saved = {
             "results": measure(names),
             "flops_per_sample": flops_per_sample(),
-            "command": "python benchmarks/speed.py" + (" --quick" if args.quick else ""),
+            "command": "python -m benchmarks.speed" + (" --quick" if args.quick else ""),
             "machine": machine_info(),
         }
         (HERE / "results.json").write_text(json.dumps(saved, indent=1))

@@ -9,9 +9,10 @@ import sys
 import time
 
 import torch
-from common import DEFAULT_BATCH, HERE, PRECISIONS, SEED_BATCH, data_root, path_key
-from hardware import worker_ceiling
-from seeds_loop import SeedsLoop, seeds_loader, seeds_step, worker_seeds
+
+from .blog_loop import BlogLoop, blog_loader, blog_step, worker_blog
+from .common import BLOG_BATCH, DEFAULT_BATCH, HERE, PRECISIONS, data_root, path_key
+from .hardware import worker_ceiling
 
 
 def library_data():
@@ -81,16 +82,16 @@ def worker_cache(batch_size, rounds=5, network="mlp", n_images=None):
 
 
 def worker_paired(stage, rounds=5, seconds=1.5):
-    """The seeds' loop and the library at batch 32 and at the default batch (in each precision),
+    """The blog's loop and the library at batch 32 and at the default batch (in each precision),
     interleaved in one process: each round times a window of each, so a slow spell of the machine
-    hits them all. Returns the median rate of each and the median of the per-round ratios to the seeds."""
+    hits them all. Returns the median rate of each and the median of the per-round ratios to the blog post's code."""
     import statistics
 
     import twostage_lib as ts
 
-    seeds = SeedsLoop(stage, fixed_loss=stage == "stage1")  # stage 1: the fixed loss, same work as ours
+    blog = BlogLoop(stage, fixed_loss=stage == "stage1")  # stage 1: the fixed loss, same work as ours
     _, train = library_data()
-    paths = [(bs, precision) for bs in (SEED_BATCH, DEFAULT_BATCH[stage]) for precision in PRECISIONS]
+    paths = [(bs, precision) for bs in (BLOG_BATCH, DEFAULT_BATCH[stage]) for precision in PRECISIONS]
     models = {path: ts.TwoStageNetwork() for path in paths}
     epochs = {path: 1 for path in paths}
 
@@ -100,17 +101,17 @@ def worker_paired(stage, rounds=5, seconds=1.5):
         epochs[path] = max(1, round(seconds * rate / len(train)))  # next window: about `seconds` long
         return rate
 
-    seeds.window(0.3)  # warm-up
+    blog.window(0.3)  # warm-up
     for path in paths:
         library_window(path)
-    rates = {"seeds": [], **{path: [] for path in paths}}
+    rates = {"blog": [], **{path: [] for path in paths}}
     for _ in range(rounds):
-        rates["seeds"].append(seeds.window(seconds))
+        rates["blog"].append(blog.window(seconds))
         for path in paths:
             rates[path].append(library_window(path))
-    out = {"seeds": statistics.median(rates["seeds"])}
+    out = {"blog": statistics.median(rates["blog"])}
     for path in paths:
-        ratios = [r / s for r, s in zip(rates[path], rates["seeds"])]
+        ratios = [r / s for r, s in zip(rates[path], rates["blog"])]
         key = path_key(*path)
         out[f"library{key}"] = statistics.median(rates[path])
         out[f"ratio{key}"] = statistics.median(ratios)
@@ -152,7 +153,7 @@ class Clock:
         }
 
 
-def worker_to98_seeds():
+def worker_to98_blog():
     """The seed blog's script as written: batch 32, 5 epochs of stage 1, then 5 of stage 2."""
     import twostage_lib as ts
 
@@ -163,9 +164,9 @@ def worker_to98_seeds():
     # the blog normalizes with Normalize((0.5,), (0.5,)): test it the same way
     x_test = (splits.test.images.reshape(-1, 784).float() / 255 - 0.5) / 0.5
     clock = Clock(model, (x_test, splits.test.labels))
-    loader = seeds_loader()
+    loader = blog_loader()
     for stage in ("stage1", "stage2"):
-        step = seeds_step(stage, model, optimizer)
+        step = blog_step(stage, model, optimizer)
         for _ in range(5):
             model.train()
             for inputs, labels in loader:
@@ -228,13 +229,13 @@ def worker_cli():
 
 
 WORKERS = {
-    "seeds/stage1-as-written": lambda: worker_seeds("stage1"),
-    "seeds/stage1": lambda: worker_seeds("stage1", fixed_loss=True),
-    "seeds/stage2": lambda: worker_seeds("stage2"),
-    "seeds/finetune": lambda: worker_seeds("finetune"),
-    "library32/stage1": lambda: worker_library("stage1", SEED_BATCH),
-    "library32/stage2": lambda: worker_library("stage2", SEED_BATCH),
-    "library32/finetune": lambda: worker_library("finetune", SEED_BATCH),
+    "blog/stage1-as-written": lambda: worker_blog("stage1"),
+    "blog/stage1": lambda: worker_blog("stage1", fixed_loss=True),
+    "blog/stage2": lambda: worker_blog("stage2"),
+    "blog/finetune": lambda: worker_blog("finetune"),
+    "library32/stage1": lambda: worker_library("stage1", BLOG_BATCH),
+    "library32/stage2": lambda: worker_library("stage2", BLOG_BATCH),
+    "library32/finetune": lambda: worker_library("finetune", BLOG_BATCH),
     "library/stage1": lambda: worker_library("stage1", DEFAULT_BATCH["stage1"]),
     "library/stage2": lambda: worker_library("stage2", DEFAULT_BATCH["stage2"]),
     "library/finetune": lambda: worker_library("finetune", DEFAULT_BATCH["finetune"]),
@@ -243,7 +244,7 @@ WORKERS = {
     "paired/finetune": lambda: worker_paired("finetune"),
     "cache": lambda: worker_cache(DEFAULT_BATCH["stage2"]),
     "cache/resnet18": lambda: worker_cache(DEFAULT_BATCH["stage2"], rounds=2, network="resnet18", n_images=2048),
-    "to98/seeds": worker_to98_seeds,
+    "to98/blog": worker_to98_blog,
     "to98/supervised": worker_to98_supervised,
     "to98/pipeline": worker_to98_pipeline,
     "to98/pipeline-fp32": lambda: worker_to98_pipeline("fp32"),

@@ -3,10 +3,12 @@ import torch
 
 import twostage_lib as ts
 
+ts.use_cpu_quota()  # the test process starts here: torch's threads follow the CPU quota, as the CLI's do
+
 
 def full_root():
     """The folder holding MNIST/raw/ with the full files ($TWOSTAGE_DATA, which `make test` sets), or None."""
-    folder = ts.data.full_data_dir()
+    folder = ts.mnist.full_data_dir()
     return None if folder is None else folder.parents[1]
 
 

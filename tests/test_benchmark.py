@@ -1,17 +1,13 @@
 """The speed benchmark's arithmetic and report (the measurements themselves live in benchmarks/)."""
 
 import json
-import sys
 from pathlib import Path
 
 import torch.nn as nn
 
+from benchmarks import hardware, report
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(
-    0, str(ROOT / "benchmarks")
-)  # its modules import each other by name, as `python benchmarks/speed.py` does
-import hardware  # noqa: E402
-import report  # noqa: E402
 
 
 def test_flops_count_forward_and_both_backward_products():
@@ -22,7 +18,7 @@ def test_flops_count_forward_and_both_backward_products():
     assert hardware.linear_flops([first, second]) == 2 * 2 * 784 * 256 + 3 * 2 * 256 * 10
 
 
-def test_the_seeds_network_costs_what_the_readme_says():
+def test_the_original_network_costs_what_the_readme_says():
     flops = hardware.flops_per_sample()
     assert round(flops["stage1"] / 1e6, 3) == 2.400  # autoencoder step: 784-256-128-256-784
     assert round(flops["finetune"] / 1e6, 3) == 1.052

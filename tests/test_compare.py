@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -7,7 +8,7 @@ from conftest import full_root, needs_full
 from twostage_lib import has_fast_bf16
 from twostage_lib.__main__ import main
 from twostage_lib.compare import epochs_for, format_study, run_study
-from twostage_lib.data import Splits
+from twostage_lib.tensors import Splits
 
 
 def test_epochs_give_enough_steps():
@@ -51,9 +52,7 @@ def test_compare_cli_flags(capsys):
 def test_compare_cli_writes_json(tmp_path, capsys, monkeypatch):
     import twostage_lib.compare as C
 
-    monkeypatch.setattr(C, "TUNE_STEPS", 20)
-    monkeypatch.setattr(C, "HEAD_STEPS", 20)
-    monkeypatch.setattr(C, "MIN_EPOCHS", 1)
+    monkeypatch.setattr(C, "STUDY", replace(C.STUDY, tune_steps=20, head_steps=20, min_epochs=1))
     path = tmp_path / "study.json"
     assert (
         main(
@@ -111,10 +110,8 @@ def test_strong_views_make_contrastive_features_label_efficient():
 def test_methods_filter_runs_only_the_rows_asked_for(bundled, monkeypatch):
     import twostage_lib.compare as C
 
-    monkeypatch.setattr(C, "SELFTRAIN", {"epochs": 1, "threshold": 0.9, "unlabelled_weight": 1.0})
-    monkeypatch.setattr(C, "TUNE_STEPS", 20)
-    monkeypatch.setattr(C, "HEAD_STEPS", 20)
-    monkeypatch.setattr(C, "MIN_EPOCHS", 1)
+    monkeypatch.setattr(C, "SELFTRAIN", replace(C.SELFTRAIN, epochs=1))
+    monkeypatch.setattr(C, "STUDY", replace(C.STUDY, tune_steps=20, head_steps=20, min_epochs=1))
     train = bundled.train.subset(torch.arange(0, 10000, 4))  # 2,500 images: fast
     splits = Splits(train, bundled.test.subset(torch.arange(1000)), "mnist", "bundled", "test")
     study = run_study(splits, budgets=(5,), seeds=(0,), objectives=("autoencoder",), epochs_stage1={"autoencoder": 1},

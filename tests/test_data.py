@@ -7,7 +7,8 @@ import torch
 from conftest import full_root, needs_full
 
 import twostage_lib as ts
-from twostage_lib import data as D
+from twostage_lib import mnist as M
+from twostage_lib import tensors as D
 
 
 def write_idx(path, array):
@@ -23,7 +24,7 @@ def fake_dataset(root, folder="MNIST", n=(60, 20), side=28, gz=False):
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for split, count in zip(("train", "test"), n):
-        img, lab = D._FILES[split]
+        img, lab = M._FILES[split]
         suffix = ".gz" if gz else ""
         write_idx(raw / (img + suffix), rng.integers(0, 256, (count, side, side)))
         write_idx(raw / (lab + suffix), np.arange(count) % 10)
@@ -57,7 +58,7 @@ def test_gz_files_alone_are_enough(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     src = full_root() / "MNIST" / "raw"
-    for pair in D._FILES.values():
+    for pair in M._FILES.values():
         for stem in pair:
             shutil.copy(src / f"{stem}.gz", raw)
     gz = ts.load_mnist(tmp_path, source="full", verbose=False)
@@ -80,7 +81,7 @@ def test_says_which_source_it_used(tmp_path, capsys):
 
 def test_full_offline_without_files_says_where_to_put_them(tmp_path, monkeypatch):
     monkeypatch.delenv("TWOSTAGE_DATA", raising=False)
-    monkeypatch.setattr(D, "_online", lambda *a, **k: False)
+    monkeypatch.setattr(M, "online", lambda *a, **k: False)
     with pytest.raises(ts.DataNotFoundError, match=r"no network.*MNIST/raw/.*TWOSTAGE_DATA"):
         ts.load_mnist(tmp_path, source="full", verbose=False)
 
@@ -89,14 +90,14 @@ def test_auto_offline_without_files_falls_back_to_bundled(tmp_path, monkeypatch)
     """No folder named anywhere and no network: the bundled subset. A named folder that holds nothing
     is an error instead (tests/test_reliability.py)."""
     monkeypatch.delenv("TWOSTAGE_DATA", raising=False)
-    monkeypatch.setattr(D, "_online", lambda *a, **k: False)
+    monkeypatch.setattr(M, "online", lambda *a, **k: False)
     assert ts.load_mnist(download_root=tmp_path, verbose=False).source == "bundled"
 
 
 def test_auto_online_downloads_through_torchvision(tmp_path, monkeypatch):
     monkeypatch.delenv("TWOSTAGE_DATA", raising=False)
-    monkeypatch.setattr(D, "_online", lambda *a, **k: True)
-    monkeypatch.setattr(D, "_download", lambda name, root: fake_dataset(root))
+    monkeypatch.setattr(M, "online", lambda *a, **k: True)
+    monkeypatch.setattr(M, "_download", lambda name, root: fake_dataset(root))
     splits = ts.load_mnist(tmp_path, verbose=False)
     assert splits.source == "download" and len(splits.train) == 60
 

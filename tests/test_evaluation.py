@@ -92,7 +92,7 @@ def test_evaluate_restores_training_mode(model, small):
 def test_class_weights_vectorized_and_normalized():
     labels = torch.tensor([0] * 6 + [1] * 3 + [2] * 1)
     raw = ts.class_weights(labels, normalize=False)
-    assert raw.tolist() == pytest.approx([1 / 6, 1 / 3, 1.0])  # the seeds' 1/count
+    assert raw.tolist() == pytest.approx([1 / 6, 1 / 3, 1.0])  # the original blog post's 1/count
     w = ts.class_weights(labels)
     assert (w[labels]).mean().item() == pytest.approx(1.0)
     assert (w / raw).std().item() == pytest.approx(0.0, abs=1e-6)  # same ratios

@@ -2,7 +2,7 @@
 
 from conftest import full_root, needs_full
 
-from twostage_lib.data import load_mnist
+from twostage_lib.mnist import load_mnist
 from twostage_lib.pipeline import PipelineConfig, run_pipeline
 
 

@@ -8,13 +8,13 @@ checkpoint intact.
 import json
 import os
 import signal
+import threading
 
 import numpy as np
 import pytest
 import torch
 
 import twostage_lib as ts
-from twostage_lib import data as D
 from twostage_lib.__main__ import main
 
 QUICK = dict(device="cpu", progress=False)
@@ -178,7 +178,7 @@ def test_a_corrupt_label_byte_is_caught_and_named(tmp_path):
 
 def test_a_wrong_pixel_byte_in_the_real_mnist_files_is_caught(tmp_path):
     """Pixel bytes have no invalid values, so the real MNIST files are checked against their checksums."""
-    src = ts.data.full_data_dir()
+    src = ts.mnist.full_data_dir()
     if src is None:
         pytest.skip("needs the full MNIST raw files (TWOSTAGE_DATA)")
     dst = tmp_path / "MNIST" / "raw"
@@ -278,13 +278,13 @@ def test_a_second_ctrl_c_quits_at_once(monkeypatch):
 
     exits = []
     monkeypatch.setattr(cli.os, "_exit", exits.append)
-    with cli.ctrl_c_stops_the_run():
+    with cli.ctrl_c_stops_the_run() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.1)  # the handler runs in the main thread between two bytecodes
-        assert ts.loop.stop_requested.is_set() and exits == []
+        assert stop.requested.is_set() and exits == []
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.1)
-    assert exits == [130] and not ts.loop.stop_requested.is_set()
+    assert exits == [130]
 
 
 @pytest.mark.parametrize(
@@ -300,7 +300,7 @@ def test_unusable_devices_are_one_line_and_exit_2(capsys, device, message):
 
 
 def test_an_empty_data_dir_is_an_error_not_a_silent_fallback(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(D, "_online", lambda *a, **k: False)
+    monkeypatch.setattr(ts.mnist, "online", lambda *a, **k: False)
     assert main(["run", "--no-progress", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path) in err and "holds no mnist raw files" in err.lower()
@@ -310,12 +310,10 @@ def test_ctrl_c_stops_the_study_and_keeps_the_runs_so_far(bundled):
     """An interrupted run is no result: the study stops there and reports what it finished."""
     from twostage_lib.compare import format_study, run_study
 
-    small = ts.data.Splits(ts.labels_per_class(bundled.train, 30), bundled.test, "mnist", "bundled", "subset")
-    ts.loop.stop_requested.set()  # as the command line's Ctrl-C handler does
-    try:
-        study = run_study(small, budgets=(10,), seeds=(0,), objectives=("autoencoder",), log=lambda *a: None)
-    finally:
-        ts.loop.stop_requested.clear()
+    small = ts.tensors.Splits(ts.labels_per_class(bundled.train, 30), bundled.test, "mnist", "bundled", "subset")
+    stop = threading.Event()
+    stop.set()  # as the command line's Ctrl-C handler does
+    study = run_study(small, budgets=(10,), seeds=(0,), objectives=("autoencoder",), log=lambda *a: None, stop=stop)
     assert study["interrupted"] is True and study["methods"] == {}
     assert format_study(study).startswith("method")
 

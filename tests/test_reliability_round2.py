@@ -23,6 +23,7 @@ from twostage_lib import course
 from twostage_lib.__main__ import check_output_path, ctrl_c_stops_the_run, main, write_json
 from twostage_lib.checkpoint import write_atomically
 from twostage_lib.compare import progress_line, usable_budgets
+from twostage_lib.recipe import COURSE
 from twostage_lib.widgets import FigurePanel, TrainingPanel, slider
 
 QUICK = dict(device="cpu", progress=False)
@@ -74,7 +75,7 @@ def test_a_stage_1_trained_on_other_images_of_the_same_count_is_not_reused(check
 def test_a_stage_1_of_other_layer_sizes_is_not_returned_as_it_is(checkpoints, small):
     train = small[0]
     narrow = ts.TwoStageNetwork(stage1_sizes=(64, 32))
-    history = ts.train_stage1(narrow, train, objective="autoencoder", epochs=1, lr=course.STAGE1_LR, **QUICK)
+    history = ts.train_stage1(narrow, train, objective="autoencoder", epochs=1, lr=COURSE.lr, **QUICK)
     course.save_stage1(narrow, train, history, objective="autoencoder", epochs=1)
     model, how = course.stage1_model(train, objective="autoencoder", epochs=1)
     assert "model_config" in how and "not used" in how
@@ -103,7 +104,7 @@ def test_stage1_seconds_reads_only_the_stage_1_that_would_be_loaded(checkpoints,
 def test_save_stage1_refuses_an_unfinished_run_and_settings_it_was_not_trained_with(checkpoints, small):
     train = small[0]
     net = ts.TwoStageNetwork()
-    history = ts.train_stage1(net, train, objective="autoencoder", epochs=1, lr=course.STAGE1_LR, **QUICK)
+    history = ts.train_stage1(net, train, objective="autoencoder", epochs=1, lr=COURSE.lr, **QUICK)
     with pytest.raises(ValueError, match=r"save_stage1 was told epochs=3 \(trained with 1\)"):
         course.save_stage1(net, train, history, objective="autoencoder", epochs=3)
     history.interrupted = True
@@ -168,9 +169,10 @@ def test_a_file_is_called_corrupted_only_when_reading_it_fails(tmp_path, model):
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "abc", "2.5"])
-def test_a_bad_thread_count_does_not_break_the_import(value):
+def test_a_bad_thread_count_does_not_break_the_start(value):
     env = dict(os.environ, TWOSTAGE_THREADS=value)
-    done = subprocess.run([sys.executable, "-c", "import twostage_lib"], env=env, capture_output=True, text=True)
+    code = "import twostage_lib as ts; ts.use_cpu_quota()"  # where a process starts: the CLI, a notebook
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0 and "Traceback" not in done.stderr
     assert f"TWOSTAGE_THREADS={value!r} is not a whole number of threads" in done.stderr
 
@@ -182,7 +184,7 @@ def test_folders_in_variables_expand_home_and_treat_empty_as_unset(tmp_path, mon
     monkeypatch.setenv("TWOSTAGE_CHECKPOINTS", "  ")
     assert course.checkpoint_dir() == Path("checkpoints")
     monkeypatch.setenv("TWOSTAGE_DATA", "")
-    assert ts.data.full_data_dir() is None
+    assert ts.mnist.full_data_dir() is None
 
 
 def test_a_data_variable_naming_a_file_is_named(tmp_path, monkeypatch):
@@ -240,8 +242,8 @@ def test_pixel_types_and_ranges_are_checked_where_they_enter():
 def test_a_dataset_of_uint8_images_is_scaled_like_the_images_themselves():
     x, y = digits()
     dataset = torch.utils.data.TensorDataset(x.unsqueeze(1), y)
-    from_dataset, _ = ts.runtime.as_tensors(dataset, "cpu")
-    from_pair, _ = ts.runtime.as_tensors((x, y), "cpu")
+    from_dataset, _ = ts.tensors.as_tensors(dataset, "cpu")
+    from_pair, _ = ts.tensors.as_tensors((x, y), "cpu")
     assert torch.equal(from_dataset[:], from_pair[:]) and float(from_dataset[:].max()) <= 1.0
 
 
@@ -276,7 +278,7 @@ def test_an_early_stopping_object_used_twice_starts_each_run_afresh(small):
         (lambda m, d: ts.confident_mistakes(m, d, k=-1), "k must be a whole number >= 0"),
         (lambda m, d: ts.imbalanced(d, ratio=float("nan")), r"ratio \(largest / smallest class size\) must be"),
         (lambda m, d: ts.Contrastive(m, temperature=0), "temperature must be a finite number > 0.0"),
-        (lambda m, d: ts.Denoising(m, mask=1.5), r"mask \(the share of pixels hidden\) must be"),
+        (lambda m, d: ts.objectives.Denoising(m, mask=1.5), r"mask \(the share of pixels hidden\) must be"),
         (lambda m, d: ts.augment(torch.zeros(2, 784), rotation=-5), r"rotation \(degrees\) must be"),
         (lambda m, d: ts.augment(torch.zeros(2, 784), scale=(1.2, 0.8)), "scale must be a .smallest, largest. zoom"),
         (lambda m, d: ts.erase(torch.zeros(2, 784), size=2), r"size \(a share of the image side\) must be"),
@@ -374,13 +376,13 @@ def test_a_second_sigterm_quits_at_once(monkeypatch):
 
     exits = []
     monkeypatch.setattr(cli.os, "_exit", exits.append)
-    with ctrl_c_stops_the_run():
+    with ctrl_c_stops_the_run() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.1)
-        assert ts.loop.stop_requested.is_set() and exits == []
+        assert stop.requested.is_set() and exits == []
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.1)
-    assert exits == [143] and not ts.loop.stop_requested.is_set()
+    assert exits == [143]
 
 
 def test_sigterm_in_the_real_study_reports_the_runs_so_far(tmp_path):

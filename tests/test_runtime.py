@@ -27,12 +27,12 @@ def test_threads_follow_the_quota_and_the_override(monkeypatch):
     try:
         monkeypatch.setattr(ts.runtime, "cpu_quota", lambda: 2)
         monkeypatch.setattr(torch, "get_num_threads", lambda real=torch.get_num_threads: max(real(), 2))
-        assert ts.runtime.match_threads_to_quota() == 2
+        assert ts.runtime.use_cpu_quota() == 2
         monkeypatch.setenv("TWOSTAGE_THREADS", "1")  # fewer than the quota: taken as it is
-        assert ts.runtime.match_threads_to_quota() == 1
+        assert ts.runtime.use_cpu_quota() == 1
         monkeypatch.setattr(ts.runtime, "cpu_quota", lambda: 1)
         monkeypatch.setenv("TWOSTAGE_THREADS", "10000")  # more than the quota: capped, with a warning
         with pytest.warns(UserWarning, match=r"TWOSTAGE_THREADS=10000 is more than the 1 CPUs.*using 1"):
-            assert ts.runtime.match_threads_to_quota() == 1
+            assert ts.runtime.use_cpu_quota() == 1
     finally:
         torch.set_num_threads(before)

@@ -8,6 +8,7 @@ import torch.nn as nn
 
 import twostage_lib as ts
 from twostage_lib.loop import make_optimizer
+from twostage_lib.recipe import DEFAULT
 
 FAST = dict(device="cpu", progress=False, batch_size=256)
 CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))
@@ -39,7 +40,7 @@ def test_stage1_objectives_learn(model, small, objective):
     factor = 0.95 if objective == "contrastive" else 0.8
     assert h["train_loss"][-1] < factor * h["train_loss"][0]
     assert h["val_loss"][-1] < h["val_loss"][0]
-    assert h.objective.name == objective and ts.is_frozen(model.stage1) is False
+    assert h.objective.name == objective and ts.freezing.is_frozen(model.stage1) is False
 
 
 def test_autoencoder_reconstructs_better_than_the_mean(model, small):
@@ -102,7 +103,7 @@ def test_stage2_defaults_scale_the_learning_rate_with_the_batch(bundled):
         ts.train_stage2(net, bundled.train, device="cpu", progress=False, **settings)
         return ts.evaluate_model(net, bundled.test).accuracy
 
-    assert (ts.training.STAGE2_BATCH_SIZE, ts.training.STAGE2_LR) == (2048, 8e-3)
+    assert (DEFAULT.batch_size_stage2, DEFAULT.lr_stage2) == (2048, 8e-3)
     batch_512 = head_accuracy(epochs=5, batch_size=512, lr=2e-3)  # 100 steps
     defaults = head_accuracy(epochs=10)  # 50 steps
     unscaled = head_accuracy(epochs=10, lr=2e-3)
@@ -113,7 +114,7 @@ def test_stage2_defaults_scale_the_learning_rate_with_the_batch(bundled):
 @pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("cache", [True, False])
 def test_frozen_even_when_the_optimizer_has_adam_state_for_stage1(model, small, cache, device):
-    """The seeds' situation: an optimizer over every weight has stepped (on the CPU) before stage 2."""
+    """The original blog post's situation: an optimizer over every weight has stepped (on the CPU) before stage 2."""
     x, y = small[0].on("cpu")
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(3):  # Adam now holds momentum for every stage-1 weight
@@ -150,9 +151,9 @@ def test_the_freezing_trap_that_freeze_stage1_avoids(model, small):
 
 def test_freeze_and_unfreeze(model):
     ts.freeze_stage1(model)
-    assert ts.is_frozen(model.stage1) and not model.stage1.training and not ts.is_frozen(model.stage2)
+    assert ts.freezing.is_frozen(model.stage1) and not model.stage1.training and not ts.freezing.is_frozen(model.stage2)
     ts.unfreeze_stage1(model)
-    assert not ts.is_frozen(model.stage1) and model.stage1.training
+    assert not ts.freezing.is_frozen(model.stage1) and model.stage1.training
 
 
 def test_feature_cache_gives_the_same_training_as_recomputing(small):
@@ -217,7 +218,7 @@ def test_train_stage1_on_the_transfer_network(small, objective):
 def test_finetune_uses_a_lower_learning_rate_for_stage1(model, small):
     ts.freeze_stage1(model)
     h = ts.finetune(model, small[0], epochs=2, lr=1e-3, stage1_lr_scale=0.1, **FAST)
-    assert not ts.is_frozen(model.stage1)
+    assert not ts.freezing.is_frozen(model.stage1)
     assert h["lrs"][0] == [1e-4, 1e-3]
 
 

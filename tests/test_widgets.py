@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import pytest
 
 import twostage_lib as ts
-from twostage_lib.course import STAGE1_LR, save_stage1, stage1_model, stage1_path, stage1_seconds
+from twostage_lib.course import save_stage1, stage1_model, stage1_path, stage1_seconds
+from twostage_lib.recipe import COURSE
 from twostage_lib.widgets import FigurePanel, LivePlot, TrainingPanel, dropdown, slider
 
 
@@ -98,7 +99,7 @@ def test_save_stage1_is_where_stage1_model_looks(tmp_path, monkeypatch, small):
     monkeypatch.setenv("TWOSTAGE_CHECKPOINTS", str(tmp_path))
     train, _ = small
     net = ts.TwoStageNetwork()
-    history = ts.train_stage1(net, train, objective="contrastive", epochs=1, lr=STAGE1_LR, progress=False)
+    history = ts.train_stage1(net, train, objective="contrastive", epochs=1, lr=COURSE.lr, progress=False)
     save_stage1(net, train, history, objective="contrastive", epochs=1)
     loaded, how = stage1_model(train, objective="contrastive", epochs=1)
     assert how.startswith("loaded from") and ts.unchanged(loaded.stage1, ts.snapshot(net.stage1))

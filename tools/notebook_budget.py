@@ -2,8 +2,8 @@
 fast bfloat16 (precision="auto" then picks float32). Record each one's wall time and its kernel's
 memory: the peak RSS, and how much of it came after `import torch`.
 
-    python tools/notebook_budget.py        # or: make notebooks-budget
-    python tools/notebook_budget.py 06     # re-measure the notebooks whose names start with 06
+    python -m tools.notebook_budget        # or: make notebooks-budget
+    python -m tools.notebook_budget 06     # re-measure the notebooks whose names start with 06
 
 Targets (issue: open the course anywhere): each notebook under 90 s, the series under 10 minutes,
 and a kernel adding at most 400 MB to what it holds after `import torch`. Writes
@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.report import update_readme  # the README block writer the benchmark uses too
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # the README block writer the benchmark uses too
-from report import update_readme  # noqa: E402
 
 NOTEBOOKS = ROOT / "notebooks"
 RESULTS = NOTEBOOKS / "results" / "budget.json"
@@ -35,6 +35,7 @@ LAST = ("import json, resource\nprint('BUDGET', json.dumps({'after_import_mb': _
 RUN = """
 import sys, nbformat
 from nbclient import NotebookClient
+
 nb = nbformat.read(sys.argv[1], as_version=4)
 nb.cells.insert(0, nbformat.v4.new_code_cell(sys.argv[3]))
 nb.cells.append(nbformat.v4.new_code_cell(sys.argv[4]))
@@ -78,7 +79,7 @@ def run(path: Path, workdir: Path) -> dict:
 
 def table(saved) -> str:
     rows = saved["notebooks"]
-    lines = [f"Measured with `python tools/notebook_budget.py` on {saved['machine']}: one core (`taskset -c 0`), "
+    lines = [f"Measured with `python -m tools.notebook_budget` on {saved['machine']}: one core (`taskset -c 0`), "
              f"one thread, float32 (no fast bfloat16), {saved['data']}, checkpoints trained as the series runs "
              "(each notebook saves the stage 1 the next ones load). Of what a training notebook adds, "
              f"{saved['first_optimizer_mb']:.0f} MB is PyTorch's own: building the first optimizer (or importing "
@@ -96,7 +97,7 @@ def table(saved) -> str:
 
 
 def main(prefixes):
-    from twostage_lib.data import full_data_dir  # TWOSTAGE_DATA, read and checked as the notebooks read it
+    from twostage_lib.mnist import full_data_dir  # TWOSTAGE_DATA, read and checked as the notebooks read it
 
     data = full_data_dir()
     rows = json.loads(RESULTS.read_text())["notebooks"] if prefixes and RESULTS.is_file() else {}

@@ -1,32 +1,73 @@
-"""twostage_lib: two-stage training (self-supervised stage 1, classifier stage 2, fine-tuning) on MNIST."""
+"""twostage_lib: two-stage training (self-supervised stage 1, classifier stage 2, fine-tuning) on MNIST.
 
-from importlib import metadata as _metadata
-
-try:
-    __version__ = _metadata.version("twostage_lib")  # written in one place: pyproject.toml
-except _metadata.PackageNotFoundError:  # a source folder that was never installed
-    __version__ = "0+unknown"
+Importing it changes no global state: call ``use_cpu_quota()`` where a process starts (the
+command line and the notebooks do) to size PyTorch's thread pool to the CPUs really available.
+"""
 
 from .augmentations import augment, erase, strong_augment
-from .checkpoint import load_checkpoint, save_checkpoint
-from .data import (
-    Batches,
-    DataNotFoundError,
-    Splits,
-    TensorData,
-    from_tensors,
-    imbalanced,
-    labels_per_class,
-    load_mnist,
-    validation_split,
-)
-from .evaluation import Evaluation, class_weights, confident_mistakes, evaluate_model
-from .freezing import freeze_stage1, is_frozen, snapshot, unchanged, unfreeze_stage1
-from .loop import EarlyStopping, History, TrainingDiverged
+from .batches import Batches
+from .checkpoint import library_version, load_checkpoint, save_checkpoint
+from .evaluation import class_weights, confident_mistakes, evaluate_model
+from .freezing import freeze_stage1, snapshot, unchanged, unfreeze_stage1
+from .guard import TrainingDiverged
+from .loop import EarlyStopping, LoopSettings
+from .mnist import DataNotFoundError, load_mnist
 from .models import TransferTwoStageNetwork, TwoStageNetwork, WeightsUnavailableError, count_parameters
-from .objectives import Autoencoder, Contrastive, Denoising, original_loss
-from .runtime import has_fast_bf16, match_threads_to_quota, seed_everything, select_device
+from .objectives import Contrastive, original_loss
+from .runtime import has_fast_bf16, seed_everything, select_device, use_cpu_quota
+from .subsets import imbalanced, labels_per_class, validation_split
+from .tensors import TensorData, from_tensors
 from .training import finetune, selftrain, stage1_features, train_stage1, train_stage2, train_supervised
 
-__all__ = [name for name in dir() if not name.startswith("_")]
-match_threads_to_quota()  # torch's threads follow the container's CPU quota, not the host's cores
+__version__ = library_version()  # from the installed metadata: written once, in pyproject.toml
+
+__all__ = [
+    # data
+    "load_mnist",
+    "from_tensors",
+    "TensorData",
+    "Batches",
+    "DataNotFoundError",
+    "validation_split",
+    "labels_per_class",
+    "imbalanced",
+    # the network
+    "TwoStageNetwork",
+    "TransferTwoStageNetwork",
+    "WeightsUnavailableError",
+    "count_parameters",
+    # stage 1 and its objectives
+    "train_stage1",
+    "Contrastive",
+    "original_loss",
+    "augment",
+    "strong_augment",
+    "erase",
+    # freezing and stage 2
+    "freeze_stage1",
+    "unfreeze_stage1",
+    "snapshot",
+    "unchanged",
+    "train_stage2",
+    "stage1_features",
+    # fine-tuning, the baseline and self-training
+    "finetune",
+    "train_supervised",
+    "selftrain",
+    # the loop
+    "LoopSettings",
+    "EarlyStopping",
+    "TrainingDiverged",
+    # evaluation
+    "evaluate_model",
+    "class_weights",
+    "confident_mistakes",
+    # checkpoints
+    "save_checkpoint",
+    "load_checkpoint",
+    # the runtime
+    "seed_everything",
+    "select_device",
+    "has_fast_bf16",
+    "use_cpu_quota",
+]

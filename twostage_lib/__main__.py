@@ -17,12 +17,12 @@ from pathlib import Path
 
 from .checkpoint import write_atomically
 from .compare import all_methods
-from .data import DATASETS, SOURCES
-from .loop import TrainingDiverged, stop_requested
+from .guard import TrainingDiverged
+from .mnist import DATASETS, SOURCES
 from .models import WeightsUnavailableError
 from .objectives import OBJECTIVES
 from .pipeline import PipelineConfig, format_table, run_pipeline
-from .runtime import PRECISIONS, select_device
+from .runtime import PRECISIONS, select_device, use_cpu_quota
 
 
 def positive_int(text):
@@ -87,9 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     cmp.add_argument("--objectives", nargs="+", choices=list(OBJECTIVES), default=list(OBJECTIVES))
-    cmp.add_argument("--methods", nargs="+", choices=all_methods(OBJECTIVES), default=None, metavar="METHOD",
-                     help="run only these rows, e.g. contrastive+selftrain supervised (default: every method "
-                     "but self-training on the reconstruction objectives); stage 1 trained as needed")  # fmt: skip
+    cmp.add_argument(
+        "--methods",
+        nargs="+",
+        choices=all_methods(OBJECTIVES),
+        default=None,
+        metavar="METHOD",
+        help="run only these rows, e.g. contrastive+selftrain supervised (default: every method "
+        "but self-training on the reconstruction objectives); stage 1 trained as needed",
+    )
     return parser
 
 
@@ -101,18 +107,29 @@ def add_run_flags(run):
     run.add_argument("--epochs-stage1", type=non_negative_int, default=defaults.epochs_stage1)
     run.add_argument("--epochs-stage2", type=non_negative_int, default=defaults.epochs_stage2)
     run.add_argument("--epochs-finetune", type=non_negative_int, default=defaults.epochs_finetune)
-    run.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
-                     help="stage 1 and fine-tuning (default %(default)s)")  # fmt: skip
-    run.add_argument("--lr", type=positive_float, default=defaults.lr,
-                     help="stage 1 and fine-tuning (default %(default)s)")  # fmt: skip
-    run.add_argument("--batch-size-stage2", type=positive_int, default=defaults.batch_size_stage2,
-                     help="stage 2, the head on cached features (default %(default)s)")  # fmt: skip
-    run.add_argument("--lr-stage2", type=positive_float, default=defaults.lr_stage2,
-                     help="stage 2 (default %(default)s: the default --lr x 4, for the 4x batch)")  # fmt: skip
+    stages13 = "stage 1 and fine-tuning (default %(default)s)"
+    run.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help=stages13)
+    run.add_argument("--lr", type=positive_float, default=defaults.lr, help=stages13)
+    run.add_argument(
+        "--batch-size-stage2",
+        type=positive_int,
+        default=defaults.batch_size_stage2,
+        help="stage 2, the head on cached features (default %(default)s)",
+    )
+    run.add_argument(
+        "--lr-stage2",
+        type=positive_float,
+        default=None,
+        help="stage 2 (default: --lr scaled to stage 2's batch, x4 for 2048 against 512)",
+    )
     run.add_argument("--stage1-lr-scale", type=positive_float, default=defaults.stage1_lr_scale)
     run.add_argument("--no-augment", action="store_true", help="fine-tune without augmentation")
-    run.add_argument("--labels-per-class", type=positive_int, default=None,
-                     help="use only this many labels per class in stages 2 and 3 (default: all)")  # fmt: skip
+    run.add_argument(
+        "--labels-per-class",
+        type=positive_int,
+        default=None,
+        help="use only this many labels per class in stages 2 and 3 (default: all)",
+    )
     run.add_argument("--seed", type=int, default=defaults.seed)
 
 
@@ -125,7 +142,7 @@ def budget(text):
 
 def cmd_compare(args) -> int:
     from .compare import format_study, run_study
-    from .data import load_mnist
+    from .mnist import load_mnist
 
     device = select_device(args.device)
     check_output_path(args.json)
@@ -136,8 +153,17 @@ def cmd_compare(args) -> int:
     start = time.perf_counter()
     log = say if not args.no_progress else (lambda *a: None)
     with ctrl_c_stops_the_run() as stop:
-        study = run_study(splits, budgets=budgets, seeds=args.seeds, objectives=args.objectives, device=device,
-                          precision=args.precision, log=log, methods=args.methods)  # fmt: skip
+        study = run_study(
+            splits,
+            budgets=budgets,
+            seeds=args.seeds,
+            objectives=args.objectives,
+            device=device,
+            precision=args.precision,
+            log=log,
+            methods=args.methods,
+            stop=stop.requested,
+        )
     study["total_seconds"] = time.perf_counter() - start
     say(format_study(study))
     say(f"total {study['total_seconds']:.0f} s" + (" (interrupted: the runs so far)" if study["interrupted"] else ""))
@@ -153,7 +179,7 @@ def cmd_run(args) -> int:
     check_output_path(args.json)
     say = human_output(args.json)
     with ctrl_c_stops_the_run() as stop:
-        report = run_pipeline(config, log=say)
+        report = run_pipeline(config, log=say, stop=stop.requested)
     say(format_table(report))
     return write_json(report, args.json) or (stop.code if report["interrupted"] else 0)
 
@@ -166,11 +192,13 @@ def human_output(json_path):
 
 
 class Stop:
-    """How a run was asked to stop: ``code`` is the exit status that says so (130 for Ctrl-C, 143
-    for SIGTERM, 128 + the signal's number), 130 when nothing was signalled (an API interrupt)."""
+    """A run's stop request: ``requested`` (a ``threading.Event``, the loop's ``LoopSettings.stop``)
+    is set by the first stop signal; ``code`` is the exit status that says which (130 for Ctrl-C,
+    143 for SIGTERM, 128 + the signal's number), 130 when nothing was signalled (an API interrupt)."""
 
     def __init__(self):
         self.code = 130
+        self.requested = threading.Event()
 
 
 # The signals that stop a run the way the first Ctrl-C does: SIGTERM is what kill, timeout, Docker
@@ -190,15 +218,14 @@ def ctrl_c_stops_the_run():
 
     def on_signal(signum, frame):
         name = "interrupted" if signum == signal.SIGINT else f"{signal.Signals(signum).name} received"
-        if stop_requested.is_set():
+        if stop.requested.is_set():
             print(f"\n{name} again: quitting now", file=sys.stderr, flush=True)
             os._exit(128 + signum)
         stop.code = 128 + signum
-        stop_requested.set()
+        stop.requested.set()
         print(f"\n{name}: stopping after the current step (again to quit at once)", file=sys.stderr, flush=True)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
-    stop_requested.clear()
     try:
         with warnings.catch_warnings():  # the table says where training stopped: no second, longer notice
             warnings.filterwarnings("ignore", message=".*interrupted in epoch")
@@ -206,7 +233,6 @@ def ctrl_c_stops_the_run():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        stop_requested.clear()
 
 
 def check_output_path(path) -> None:
@@ -230,8 +256,9 @@ def check_output_path(path) -> None:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".twostage-check-"):
             pass
     except OSError as exc:
-        raise ValueError(f"--json {path}: cannot write in {path.parent} ({exc.strerror or exc}); "
-                         "choose a folder you can write to") from None  # fmt: skip
+        raise ValueError(
+            f"--json {path}: cannot write in {path.parent} ({exc.strerror or exc}); choose a folder you can write to"
+        ) from None
 
 
 def write_json(report, path) -> int:
@@ -248,8 +275,11 @@ def write_json(report, path) -> int:
     except OSError as exc:
         fallback = Path(tempfile.gettempdir()) / f"twostage-report-{os.getpid()}.json"
         fallback.write_text(text)
-        print(f"python -m twostage_lib: error: could not write {path} ({exc.strerror or exc}); the report is "
-              f"in {fallback}", file=sys.stderr)  # fmt: skip
+        reason = exc.strerror or exc
+        print(
+            f"python -m twostage_lib: error: could not write {path} ({reason}); the report is in {fallback}",
+            file=sys.stderr,
+        )
         return 2
     print(f"report written to {path}")
     return 0
@@ -257,6 +287,7 @@ def write_json(report, path) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    use_cpu_quota()  # the process starts here: torch's threads follow the CPU quota
     try:
         return {"run": cmd_run, "compare": cmd_compare}[args.command](args)
     except (ValueError, OSError, WeightsUnavailableError, TrainingDiverged) as exc:

@@ -1,4 +1,4 @@
-"""Batch augmentations for digits (slide 7), run on whole batches on the data's own device.
+"""Batch augmentations for digits (notebook 05), run on whole batches on the data's own device.
 
 ``augment`` is the gentle, label-safe set used while fine-tuning. ``strong_augment`` adds elastic
 distortion and cutout for contrastive stage 1, which needs views that differ a lot yet show the
@@ -41,7 +41,7 @@ def _pixel_centres(height, width, device, dtype):
 @functools.lru_cache(maxsize=8)
 def _upsampler(points, height, width, device, dtype):
     """(points**2, height*width) matrix: bicubic upsampling of a points x points lattice as one matmul
-    (the same numbers as F.interpolate, about 10x faster on a batch of small fields)."""
+    (the same numbers as F.interpolate, and faster: docs/decisions.md, "Measured, not in docstrings")."""
     eye = torch.eye(points * points, device=device, dtype=dtype).view(-1, 1, points, points)
     return F.interpolate(eye, size=(height, width), mode="bicubic", align_corners=True).view(points * points, -1)
 
@@ -92,8 +92,10 @@ def augment(
 
     angle = uniform(-rotation, rotation) * math.pi / 180
     zoom = uniform(*scale)
-    tx, ty = uniform(-shift, shift) * 2, uniform(-shift, shift) * 2  # grid coords span 2
-    cos, sin = (torch.cos(angle) / zoom).view(n, 1, 1), (torch.sin(angle) / zoom).view(n, 1, 1)
+    tx = uniform(-shift, shift) * 2
+    ty = uniform(-shift, shift) * 2  # grid coords span 2
+    cos = (torch.cos(angle) / zoom).view(n, 1, 1)
+    sin = (torch.sin(angle) / zoom).view(n, 1, 1)
     height, width = imgs.shape[-2:]
     field = None
     if elastic > 0:
@@ -123,7 +125,8 @@ def erase(x, image_shape=(1, 28, 28), size=0.4, generator=None):
     number("size (a share of the image side)", size, 0.0, 1.0)
     imgs = _as_images(x, image_shape)
     n, _, h, w = imgs.shape
-    half_h, half_w = size * h / 2, size * w / 2
+    half_h = size * h / 2
+    half_w = size * w / 2
     cy = _rand((n, 1, 1, 1), x, generator) * h
     cx = _rand((n, 1, 1, 1), x, generator) * w
     rows = torch.arange(h, device=x.device, dtype=x.dtype).view(1, 1, h, 1) + 0.5

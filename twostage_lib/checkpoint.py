@@ -9,19 +9,27 @@ import platform
 import re
 import stat
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import torch
 
-from . import __version__
 from .models import TwoStageNetwork
+
+
+def library_version() -> str:
+    """twostage_lib's version, from the installed package's metadata (written once: pyproject.toml)."""
+    try:
+        return metadata.version("twostage_lib")
+    except metadata.PackageNotFoundError:  # a source folder that was never installed
+        return "0+unknown"
 
 
 def versions() -> dict:
     import torchvision
 
     return {
-        "twostage_lib": __version__,
+        "twostage_lib": library_version(),
         "torch": str(torch.__version__),
         "torchvision": str(torchvision.__version__),
         "python": platform.python_version(),

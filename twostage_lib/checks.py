@@ -95,7 +95,8 @@ def env_threads(available) -> int | None:
     """``TWOSTAGE_THREADS`` as a thread count, or None when unset. A value that is not a whole number
     >= 1 is ignored with a warning naming it (it is read at import, which must not fail); one above
     the ``available`` CPUs is capped to them, with a warning: more threads than CPUs only wait."""
-    name, value = "TWOSTAGE_THREADS", _raw("TWOSTAGE_THREADS")
+    name = "TWOSTAGE_THREADS"
+    value = _raw("TWOSTAGE_THREADS")
     if value is None:
         return None
     try:

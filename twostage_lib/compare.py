@@ -14,21 +14,19 @@ import copy
 import math
 import statistics
 import time
+from dataclasses import replace
 
 import torch.nn as nn
 
-from .data import check_budget, holdout_size, labels_per_class, most_labels_per_class, validation_split
 from .evaluation import evaluate_model
+from .loop import LoopSettings
 from .models import TwoStageNetwork
+from .recipe import RUN, SELFTRAIN, STUDY
 from .runtime import seed_everything
-from .training import DEFAULT_BATCH_SIZE, finetune, selftrain, train_stage1, train_stage2, train_supervised
+from .subsets import check_budget, holdout_size, labels_per_class, most_labels_per_class, validation_split
+from .training import finetune, selftrain, train_stage1, train_stage2, train_supervised
 
 BUDGETS = (1, 10, 100, 1000, None)  # None: every label
-HEAD_STEPS, TUNE_STEPS, MIN_EPOCHS = 300, 600, 10
-# contrastive learning needs many passes over strongly augmented views; reconstruction settles fast
-STAGE1_EPOCHS = {"autoencoder": 3, "denoising": 3, "contrastive": 30}
-STAGE1_LR_SCALE = 1.0  # fine-tuning as `run` does it: stage 1 at the full learning rate
-SELFTRAIN = {"epochs": 30, "threshold": 0.9, "unlabelled_weight": 1.0}  # docs/decisions.md
 SUPERVISED = ("supervised", "supervised+augment")
 TWO_STAGE = ("probe", "head", "finetune", "selftrain")
 
@@ -49,9 +47,9 @@ def budget_name(n) -> str:
 
 
 def epochs_for(n_samples, steps, batch_size):
-    """Enough epochs for about ``steps`` updates, at least MIN_EPOCHS passes over the data."""
+    """Enough epochs for about ``steps`` updates, at least ``STUDY.min_epochs`` passes over the data."""
     per_epoch = math.ceil(n_samples / batch_size)
-    return max(MIN_EPOCHS, math.ceil(steps / per_epoch))
+    return max(STUDY.min_epochs, math.ceil(steps / per_epoch))
 
 
 def run_study(
@@ -60,32 +58,26 @@ def run_study(
     seeds=(0, 1, 2),
     objectives=("autoencoder", "denoising", "contrastive"),
     epochs_stage1=None,
-    lr=3e-3,
+    lr=RUN.lr,
     device="cpu",
     precision="auto",
     log=print,
     methods=None,
+    stop=None,
 ) -> dict:
     """Returns {"methods": {method: {budget: {"mean", "std", "runs", "seconds"}}}, "budgets", ...}.
-    Ctrl-C stops it after the current step; the runs completed so far are returned, marked
-    ``"interrupted": true``. ``budgets`` None: ``BUDGETS``, less those the data cannot give (said in
-    the log); a budget named by the caller that the data cannot give is an error."""
-    repeated = [s for i, s in enumerate(seeds) if s in seeds[:i]]
-    if repeated:
-        raise ValueError(f"seed {repeated[0]} is given twice: each seed is one independent run, and a repeat would "
-                         "count one run twice in the mean and standard deviation; use e.g. --seeds 0 1 2")  # fmt: skip
-    methods = default_methods(objectives) if methods is None else list(methods)
-    known = all_methods(objectives)
-    unknown = [m for m in methods if m not in known]
-    if unknown:
-        raise ValueError(f"unknown method {unknown[0]!r} for objectives {list(objectives)}; choose from "
-                         f"{', '.join(known)}")  # fmt: skip
-    objectives = [o for o in objectives if any(m.startswith(f"{o}+") for m in methods)]  # a stage 1 only if used
-    epochs_stage1 = {**STAGE1_EPOCHS, **(epochs_stage1 or {})}
+    Ctrl-C (or ``stop``, a ``threading.Event``, once set) stops it after the current step; the
+    runs completed so far are returned, marked ``"interrupted": true``. ``budgets`` None:
+    ``BUDGETS``, less those the data cannot give (said in the log); a budget named by the caller
+    that the data cannot give is an error."""
+    methods, objectives = chosen_methods(seeds, objectives, methods)
+    epochs_stage1 = {**STUDY.stage1_epochs, **(epochs_stage1 or {})}
     holdout = holdout_size(len(splits.train))
     trains = [validation_split(splits.train, holdout, seed=seed)[0] for seed in seeds]  # as `run` does
     budgets = usable_budgets(splits.train, trains, budgets, log)
-    study = Study(splits.test, lr, dict(device=device, progress=False, precision=precision), log, methods)
+    study = Study(
+        splits.test, lr, LoopSettings(device=device, progress=False, precision=precision, stop=stop), log, methods
+    )
     started = time.perf_counter()
     try:
         for i, (seed, train) in enumerate(zip(seeds, trains)):
@@ -99,12 +91,57 @@ def run_study(
                     study.two_stage(pretrained, objective, n, data, seconds, seed, unlabelled=train)
     except KeyboardInterrupt:
         study.interrupted = True
-    config = {"stage1_epochs": {o: epochs_stage1.get(o, 3) for o in objectives}, "head_steps": HEAD_STEPS,
-              "tune_steps": TUNE_STEPS, "min_epochs": MIN_EPOCHS, "lr": lr, "stage1_lr_scale": STAGE1_LR_SCALE,
-              "selftrain": SELFTRAIN, "precision": precision, "precisions_used": study.used}  # fmt: skip
-    return {"methods": study.summary(), "budgets": [budget_name(n) for n in budgets], "seeds": list(seeds),
-            "objectives": list(objectives), "data_source": splits.source, "n_test": len(splits.test),
-            "config": config, "interrupted": study.interrupted}  # fmt: skip
+    config = study_config(epochs_stage1, objectives, lr, precision, study.used)
+    return {
+        "methods": study.summary(),
+        "budgets": [budget_name(n) for n in budgets],
+        "seeds": list(seeds),
+        "objectives": list(objectives),
+        "data_source": splits.source,
+        "n_test": len(splits.test),
+        "config": config,
+        "interrupted": study.interrupted,
+    }
+
+
+def chosen_methods(seeds, objectives, methods) -> tuple[list, list]:
+    """The methods to run (``default_methods`` when None) and the objectives they need a stage 1 for;
+    a repeated seed or an unknown method is refused."""
+    repeated = [s for i, s in enumerate(seeds) if s in seeds[:i]]
+    if repeated:
+        raise ValueError(
+            f"seed {repeated[0]} is given twice: each seed is one independent run, and a repeat would "
+            "count one run twice in the mean and standard deviation; use e.g. --seeds 0 1 2"
+        )
+    methods = default_methods(objectives) if methods is None else list(methods)
+    known = all_methods(objectives)
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown method {unknown[0]!r} for objectives {list(objectives)}; choose from {', '.join(known)}"
+        )
+    objectives = [o for o in objectives if any(m.startswith(f"{o}+") for m in methods)]  # a stage 1 only if used
+    return methods, objectives
+
+
+def study_config(epochs_stage1, objectives, lr, precision, used) -> dict:
+    """What the report records of how the study trained (the recipe's ``RUN``, ``STUDY`` and ``SELFTRAIN``)."""
+    config = {
+        "stage1_epochs": {o: epochs_stage1.get(o, 3) for o in objectives},
+        "head_steps": STUDY.head_steps,
+        "tune_steps": STUDY.tune_steps,
+        "min_epochs": STUDY.min_epochs,
+        "lr": lr,
+        "stage1_lr_scale": RUN.stage1_lr_scale,
+        "selftrain": {
+            "epochs": SELFTRAIN.epochs,
+            "threshold": SELFTRAIN.threshold,
+            "unlabelled_weight": SELFTRAIN.unlabelled_weight,
+        },
+        "precision": precision,
+        "precisions_used": used,
+    }
+    return config
 
 
 def usable_budgets(images, trains, budgets, log) -> list:
@@ -140,8 +177,12 @@ def progress_line(i, seeds, seconds) -> str:
 class Study:
     """The study's runs: each trains one method at one label budget and records its test accuracy."""
 
-    def __init__(self, test, lr, common, log, methods):
-        self.test, self.lr, self.common, self.log, self.methods = test, lr, common, log, set(methods)
+    def __init__(self, test, lr, loop, log, methods):
+        self.test = test
+        self.lr = lr
+        self.loop = loop  # the LoopSettings every run shares (device, precision, no progress bar, stop)
+        self.log = log
+        self.methods = set(methods)
         self.runs = {}  # (method, budget) -> list of (accuracy, seconds)
         self.used = {}  # what each kind of training ran in, per label budget, from the histories
         self.interrupted = False
@@ -160,16 +201,14 @@ class Study:
 
     def supervised(self, n, data, num_features, seed):
         """Supervised from scratch, plain and with the fine-tuning augmentation."""
-        bs = min(DEFAULT_BATCH_SIZE, len(data))
+        s = self.settings(len(data), STUDY.tune_steps)
         for method, augment in (("supervised", False), ("supervised+augment", True)):
             if method not in self.methods:
                 continue
             start = time.perf_counter()
             seed_everything(seed)
             net = TwoStageNetwork(in_features=num_features)
-            epochs = epochs_for(len(data), TUNE_STEPS, bs)
-            h = self.done(train_supervised(net, data, epochs=epochs, lr=self.lr, batch_size=bs, scheduler="cosine",
-                                           augment=augment, seed=seed, **self.common))  # fmt: skip
+            h = self.done(train_supervised(net, data, lr=self.lr, augment=augment, seed=seed, settings=s))
             self.used.setdefault("supervised", {})[budget_name(n)] = h.precision
             self.record(method, n, net, time.perf_counter() - start)
 
@@ -178,8 +217,8 @@ class Study:
         start = time.perf_counter()
         seed_everything(seed)
         pretrained = TwoStageNetwork(in_features=train.num_features)
-        h = self.done(train_stage1(pretrained, train, objective=objective, epochs=epochs, lr=self.lr,
-                                   scheduler="cosine", seed=seed, **self.common))  # fmt: skip
+        s = replace(self.loop, epochs=epochs, batch_size=RUN.batch_size, scheduler=RUN.scheduler)
+        h = self.done(train_stage1(pretrained, train, objective=objective, lr=self.lr, seed=seed, settings=s))
         self.used["stage1"] = h.precision
         return pretrained, time.perf_counter() - start
 
@@ -187,8 +226,7 @@ class Study:
         """On copies of the pretrained stage 1: a linear probe; the head; from the head, fine-tuning and
         self-training (each only when asked for)."""
         wanted = {kind for kind in TWO_STAGE if f"{objective}+{kind}" in self.methods}
-        bs = min(DEFAULT_BATCH_SIZE, len(data))
-        head = dict(epochs=epochs_for(len(data), HEAD_STEPS, bs), lr=self.lr, batch_size=bs, seed=seed, **self.common)
+        head = dict(lr=self.lr, seed=seed, settings=self.settings(len(data), STUDY.head_steps, scheduler=None))
         if "probe" in wanted:
             start = time.perf_counter()
             probe = copy.deepcopy(pretrained)
@@ -211,23 +249,34 @@ class Study:
 
     def finetune(self, model, objective, n, data, head_seconds, seed):
         """The head then the whole network, on the labelled images, with augmentation (LP-FT)."""
-        start, bs = time.perf_counter(), min(DEFAULT_BATCH_SIZE, len(data))
-        h = self.done(finetune(model, data, epochs=epochs_for(len(data), TUNE_STEPS, bs), lr=self.lr, batch_size=bs,
-                               stage1_lr_scale=STAGE1_LR_SCALE, scheduler="cosine", augment=True, seed=seed,
-                               **self.common))  # fmt: skip
+        start = time.perf_counter()
+        s = self.settings(len(data), STUDY.tune_steps)
+        h = self.done(
+            finetune(
+                model, data, lr=self.lr, stage1_lr_scale=RUN.stage1_lr_scale, augment=RUN.augment, seed=seed, settings=s
+            )
+        )
         self.used.setdefault("finetune", {})[budget_name(n)] = h.precision
         self.record(f"{objective}+finetune", n, model, head_seconds + time.perf_counter() - start)
 
     def selftrain(self, model, objective, n, data, unlabelled, head_seconds, seed):
         """The head then the whole network on the labelled images and, by pseudo-labels, the unlabelled."""
         start = time.perf_counter()
-        h = self.done(selftrain(model, data, unlabelled, lr=self.lr, stage1_lr_scale=STAGE1_LR_SCALE, seed=seed,
-                                scheduler="cosine", **SELFTRAIN, **self.common))  # fmt: skip
+        s = replace(self.loop, epochs=SELFTRAIN.epochs, scheduler=RUN.scheduler)
+        h = self.done(
+            selftrain(model, data, unlabelled, lr=self.lr, stage1_lr_scale=RUN.stage1_lr_scale, seed=seed, settings=s)
+        )
         self.used.setdefault("selftrain", {})[budget_name(n)] = h.precision
         self.record(f"{objective}+selftrain", n, model, head_seconds + time.perf_counter() - start)
 
+    def settings(self, n, steps, scheduler=RUN.scheduler) -> LoopSettings:
+        """The shared loop settings for a run on ``n`` labelled images: a batch of at most the recipe's,
+        enough epochs for about ``steps`` updates, the recipe's schedule."""
+        batch_size = min(RUN.batch_size, n)
+        return replace(self.loop, epochs=epochs_for(n, steps, batch_size), batch_size=batch_size, scheduler=scheduler)
+
     def summary(self) -> dict:
-        """{method: {budget: mean, std, runs, seconds}} over the seeds."""
+        """{method: {budget: mean, std, runs, seconds}} over the random seeds."""
         methods = {}
         for (method, budget), values in self.runs.items():
             accs = [a for a, _ in values]

@@ -14,10 +14,9 @@ from pathlib import Path
 from .checkpoint import load_checkpoint, save_checkpoint
 from .checks import env_folder
 from .models import TwoStageNetwork
+from .recipe import COURSE
 from .runtime import seed_everything
-from .training import DEFAULT_BATCH_SIZE, train_stage1
-
-STAGE1_LR = 2e-3  # the notebooks' stage 1 (docs/decisions.md)
+from .training import train_stage1
 
 
 def checkpoint_dir() -> Path:
@@ -26,10 +25,12 @@ def checkpoint_dir() -> Path:
 
 
 def stage1_epochs(data, objective="autoencoder") -> int:
-    """The notebooks' stage-1 length: 3 epochs of full MNIST for every objective; the contrastive one
-    keeps about the same number of steps (some 350) on smaller data, because it learns per step, not
-    per pass (3 epochs of the 10,000-image subset leave its features far behind)."""
-    return max(3, round(3 * 60_000 / len(data))) if objective == "contrastive" else 3
+    """The notebooks' stage-1 length: ``COURSE.epochs_stage1`` (3) epochs of full MNIST for every
+    objective; the contrastive one keeps about the same number of steps (some 350) on smaller data,
+    because it learns per step, not per pass (3 epochs of the 10,000-image subset leave its features
+    far behind)."""
+    epochs = COURSE.epochs_stage1
+    return max(epochs, round(epochs * 60_000 / len(data))) if objective == "contrastive" else epochs
 
 
 def stage1_path(data, objective="autoencoder", epochs=3, seed=0) -> Path:
@@ -65,7 +66,7 @@ def save_stage1(model, data, history, objective="autoencoder", epochs=3, seed=0)
     return save_checkpoint(stage1_path(data, objective, epochs, seed), model.cpu(), config=config, metrics=metrics)
 
 
-def stage1_model(data, objective="autoencoder", epochs=None, seed=0, lr=STAGE1_LR, progress=False):
+def stage1_model(data, objective="autoencoder", epochs=None, seed=0, lr=COURSE.lr, progress=False):
     """A network whose stage 1 was trained with ``objective`` on ``data`` (labels unused), for
     ``epochs`` (default ``stage1_epochs(data, objective)``).
 
@@ -114,7 +115,7 @@ def wanted_record(data, objective, epochs, lr, seed) -> dict:
         "objective": objective,
         "epochs": epochs,
         "lr": lr,
-        "batch_size": DEFAULT_BATCH_SIZE,
+        "batch_size": COURSE.batch_size,
         "seed": seed,
         "scheduler": None,
         "clip_grad_norm": None,
@@ -147,7 +148,7 @@ def load_matching(path: Path | None, wanted: dict):
     return None, None, f"{path} {why}, so it was not used"
 
 
-def stage1_seconds(data, objective="autoencoder", epochs=None, seed=0, lr=STAGE1_LR) -> float | None:
+def stage1_seconds(data, objective="autoencoder", epochs=None, seed=0, lr=COURSE.lr) -> float | None:
     """How long the saved stage 1 (``stage1_model``'s settings) took to train, as recorded when it was
     saved, on the machine that trained it; None when there is none, it is not the one ``stage1_model``
     would load, or it was saved without the time."""

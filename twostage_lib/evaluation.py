@@ -1,4 +1,4 @@
-"""Evaluation (slide 14) and class weights (slide 13)."""
+"""Evaluation (notebook 08) and class weights (notebook 07)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import torch
 import torch.nn as nn
 
 from .checks import scalar_loss, whole
-from .data import class_indices
-from .runtime import as_tensors, release_memory, select_device
+from .runtime import release_memory, select_device
+from .tensors import as_tensors, class_indices
 
 EVAL_BATCH_SIZE = 4096  # rows a chunk when validating: no autograd, so large chunks are cheap
-TEST_CHUNK = 512  # rows a chunk in evaluate_model: as fast on a CPU as 4,096, 25 MB less at its peak
+TEST_CHUNK = 512  # rows a chunk in evaluate_model: as fast as 4,096, less memory (docs/decisions.md, "Memory")
 
 
 @contextmanager
@@ -65,12 +65,16 @@ def check_targets(y, outputs, owner):
     """Labels a classifier with ``outputs`` outputs can be trained and scored on: each one a class
     index it has an output for. Refused here, named with the fix, not deep inside the loss."""
     if int(y.min()) < 0:
-        raise ValueError(f"labels must be class indices from 0, got {int(y.min())}: {owner} needs labelled "
-                         "images (-1 often marks unlabelled ones; leave those to stage 1)")  # fmt: skip
+        raise ValueError(
+            f"labels must be class indices from 0, got {int(y.min())}: {owner} needs labelled "
+            "images (-1 often marks unlabelled ones; leave those to stage 1)"
+        )
     if int(y.max()) >= outputs:
-        raise ValueError(f"labels go up to {int(y.max())} but {owner} has {outputs} outputs (classes "
-                         f"0-{outputs - 1}); build the model with num_classes={int(y.max()) + 1} or relabel "
-                         "the data from 0")  # fmt: skip
+        raise ValueError(
+            f"labels go up to {int(y.max())} but {owner} has {outputs} outputs (classes "
+            f"0-{outputs - 1}); build the model with num_classes={int(y.max()) + 1} or relabel "
+            "the data from 0"
+        )
 
 
 def loss_and_accuracy(model, x, y) -> dict:
@@ -164,12 +168,15 @@ def summarize(y, pred, loss, num_classes=None) -> Evaluation:
     """Every metric from the true labels and the predictions."""
     top = int(max(int(y.max()), int(pred.max())))
     if num_classes is not None and top >= num_classes:
-        raise ValueError(f"num_classes={num_classes} but the labels go up to {int(y.max())} and the "
-                         f"predictions to {int(pred.max())}; pass num_classes={top + 1} or leave it out")  # fmt: skip
+        raise ValueError(
+            f"num_classes={num_classes} but the labels go up to {int(y.max())} and the "
+            f"predictions to {int(pred.max())}; pass num_classes={top + 1} or leave it out"
+        )
     k = num_classes or top + 1
     confusion = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k).cpu()
     true_pos = confusion.diag().double()
-    support, predicted = confusion.sum(1).double(), confusion.sum(0).double()
+    support = confusion.sum(1).double()
+    predicted = confusion.sum(0).double()
     recall = true_pos / support  # NaN where a class has no samples
     precision = torch.where(predicted > 0, true_pos / predicted.clamp(min=1), torch.zeros_like(true_pos))
     return Evaluation(
@@ -184,7 +191,7 @@ def summarize(y, pred, loss, num_classes=None) -> Evaluation:
 
 
 def class_weights(labels, num_classes=None, normalize=True) -> torch.Tensor:
-    """1 / count per class, from the labels in one ``bincount`` (slide 13 loops over the dataset).
+    """1 / count per class, from the labels in one ``bincount`` (the original blog post loops over the dataset).
 
     With ``normalize`` the weights average to 1 over the samples, so the loss keeps its scale.
     """
@@ -192,8 +199,10 @@ def class_weights(labels, num_classes=None, normalize=True) -> torch.Tensor:
     if len(labels) == 0 or int(labels.min()) < 0:
         raise ValueError("class_weights needs labelled samples (class indices from 0); drop unlabelled (-1) ones")
     if num_classes is not None and int(labels.max()) >= num_classes:
-        raise ValueError(f"labels go up to {int(labels.max())} but num_classes={num_classes}; pass "
-                         f"num_classes={int(labels.max()) + 1} or leave it out")  # fmt: skip
+        raise ValueError(
+            f"labels go up to {int(labels.max())} but num_classes={num_classes}; pass "
+            f"num_classes={int(labels.max()) + 1} or leave it out"
+        )
     k = num_classes or int(labels.max()) + 1
     counts = torch.bincount(labels, minlength=k).double()
     if (counts == 0).any():

@@ -1,4 +1,4 @@
-"""Freezing stage 1 (slide 4), done so that frozen really means unchanged."""
+"""Freezing stage 1 (notebook 03), done so that frozen really means unchanged."""
 
 from __future__ import annotations
 

@@ -13,19 +13,17 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from tqdm.auto import tqdm
 
+from .batches import Batches
 from .checks import number, scalar_loss, whole
-from .data import Batches
 from .evaluation import loss_and_accuracy
-from .runtime import as_tensors, precision_for, release_memory
-
-# Set by the command line's Ctrl-C handler: the loop stops at the end of the current step, as if
-# interrupted there (an API caller's Ctrl-C raises KeyboardInterrupt directly).
-stop_requested = threading.Event()
+from .guard import DivergenceGuard
+from .runtime import precision_for, release_memory
+from .tensors import as_tensors
 
 
 @dataclass
@@ -67,7 +65,7 @@ class History:
 
 class EarlyStopping:
     """Stop when the validation loss has not improved by ``min_delta`` for ``patience`` epochs
-    (slide 9), and keep a copy of the best weights so they can be put back."""
+    (notebook 05), and keep a copy of the best weights so they can be put back."""
 
     def __init__(self, patience=5, min_delta=0.0, restore_best=True):
         self.patience = whole("patience", patience, low=1)
@@ -78,12 +76,17 @@ class EarlyStopping:
     def reset(self) -> None:
         """Forget every epoch seen: each training run starts here (``fit`` calls it), so one object
         used for two runs never carries the first run's best loss or weights into the second."""
-        self.counter, self.best_loss, self.best_epoch, self.best_state = 0, float("inf"), None, None
+        self.counter = 0
+        self.best_loss = float("inf")
+        self.best_epoch = None
+        self.best_state = None
 
     def __call__(self, val_loss, model=None, epoch=None) -> bool:
         """Record one epoch's validation loss; True means stop."""
         if val_loss < self.best_loss - self.min_delta:
-            self.best_loss, self.counter, self.best_epoch = val_loss, 0, epoch
+            self.best_loss = val_loss
+            self.counter = 0
+            self.best_epoch = epoch
             if model is not None and self.restore_best:
                 self.best_state = copy.deepcopy(model.state_dict())
             return False
@@ -97,25 +100,44 @@ class EarlyStopping:
         return True
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite. ``.history`` holds the epochs completed before it."""
-
-    def __init__(self, message, history):
-        super().__init__(message)
-        self.history = history
-
-
 @dataclass
 class LoopSettings:
-    """How the loop trains, whatever the stage. Every stage function takes these as keywords."""
+    """How the training loop runs, whatever the stage: held once, and given to any stage as
+    ``settings=LoopSettings(...)``, or field by field as keywords (``epochs=3, progress=False``)."""
 
+    epochs: int | None = None  # passes over the data; None: the stage's default (recipe.py)
+    batch_size: int | None = None  # None: the stage's default (recipe.py)
+    device: object = "auto"  # "auto" (CUDA, then MPS, then the CPU), "cpu", "cuda", "cuda:1", "mps"
+    precision: str = "auto"  # "auto", "fp32" or "bf16" (autocast of the forward pass): runtime.precision_for
+    progress: bool = True  # a progress bar per stage
     scheduler: object = None  # "step" (StepLR, each epoch), "cosine" (each step), an LR scheduler, or None
     clip_grad_norm: float | None = None  # clip the gradient's total norm to this (the norm before is recorded)
     early_stopping: EarlyStopping | None = None  # needs val=; puts the best epoch's weights back
     writer: object = None  # a TensorBoard SummaryWriter or a log folder
-    progress: bool = True  # a progress bar per stage
     callback: Callable | None = None  # callback(record) after every epoch; returning True stops training
-    precision: str = "auto"  # "auto", "fp32" or "bf16" (autocast of the forward pass): runtime.precision_for
+    stop: threading.Event | None = None  # once set (a signal handler, another thread): stop after this step
+
+
+LOOP_FIELDS = tuple(f.name for f in fields(LoopSettings))
+
+
+def loop_settings(stage, settings, options, epochs, batch_size) -> LoopSettings:
+    """The settings a stage runs with: ``settings`` (or the defaults) with the keywords ``options``
+    given to the stage on top, and the stage's own ``epochs`` and ``batch_size`` where still None."""
+    if settings is not None and not isinstance(settings, LoopSettings):
+        raise TypeError(f"{stage}(settings=...) takes a LoopSettings, not {type(settings).__name__}")
+    unknown = sorted(set(options) - set(LOOP_FIELDS))
+    if unknown:
+        raise TypeError(
+            f"{stage}() got an unexpected keyword argument {unknown[0]!r}; besides its own, a stage takes "
+            f"the loop's settings: {', '.join(LOOP_FIELDS)}"
+        )
+    s = replace(settings or LoopSettings(), **options)
+    return replace(
+        s,
+        epochs=epochs if s.epochs is None else s.epochs,
+        batch_size=batch_size if s.batch_size is None else s.batch_size,
+    )
 
 
 def make_optimizer(param_groups, lr, weight_decay=0.0):
@@ -128,7 +150,7 @@ def make_optimizer(param_groups, lr, weight_decay=0.0):
 
 
 def make_scheduler(name, optimizer, epochs, steps_per_epoch, step_size=None, gamma=0.1):
-    """``"step"``: StepLR stepped each epoch (slide 6). ``"cosine"``: cosine decay to 0 over every
+    """``"step"``: StepLR stepped each epoch (notebook 05). ``"cosine"``: cosine decay to 0 over every
     step of the run. A ready LR scheduler is stepped each epoch. Returns (scheduler, per_step)."""
     if name is None or name == "none":
         return None, False
@@ -143,104 +165,16 @@ def make_scheduler(name, optimizer, epochs, steps_per_epoch, step_size=None, gam
     raise ValueError(f"unknown scheduler {name!r}; choose 'step', 'cosine', None or pass an LR scheduler")
 
 
-GRADIENT_CAUSE = ("The loss was finite but its gradient was not: look for an operation whose gradient is "
-                  "undefined at some input (sqrt or log of 0, a division by 0) in the loss or the model.")  # fmt: skip
-
-
-class DivergenceGuard:
-    """Keeps NaN and infinity out of the weights. Each step: a loss that is not finite (and, when
-    clipping computes it anyway, a gradient norm) stops training before the update. A non-finite
-    gradient shows in the next step's loss, or in the check after the epoch's last step: weights no
-    longer finite, or grown a million-fold. In every case the weights are put back to the epoch's
-    start and the error says where and why (docs/decisions.md, "Divergence"). Also warns once when
-    a finite loss grows to 10x the first step's (at least 10: a memorized head starts near 0)."""
-
-    MAX_GROWTH = 1e6  # weights a million times larger after one epoch: no learning rate meant that
-
-    def __init__(self, stage, history, modules, params):
-        self.stage, self.history, self.modules, self.params = stage, history, modules, params
-        self.first, self.warned = None, False
-        self.epoch = self.step = 0  # where training is: for the messages
-        self.saved, self.start_norm = None, 1.0
-
-    def start_epoch(self, epoch):
-        """Remember the epoch's starting weights (a copy on their own device) and their size."""
-        self.epoch, self.step = epoch, 0
-        self.saved = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in self.modules]
-        self.start_norm = float(torch.nn.utils.get_total_norm(self.params))
-
-    def check_loss(self, value, step, x):
-        self.step = step
-        if not math.isfinite(value):
-            detail, cause = self.after_update() if step > 0 else ("", None)
-            self.diverged(f"the loss became {value}", x, detail, cause)
-        if self.first is None:
-            self.first = value
-
-    def check_gradient(self, norm, x):
-        if not math.isfinite(norm):
-            self.diverged(f"the gradient became {norm}", x, "", GRADIENT_CAUSE)
-
-    def check_weights(self):
-        """After an epoch's last step: the weights are finite and not a million times larger."""
-        norm = float(torch.nn.utils.get_total_norm(self.params))
-        if not math.isfinite(norm):
-            self.diverged(f"the weights became {norm}", None, *self.gradient_was_bad())
-        growth = norm / max(self.start_norm, 1.0)
-        if growth > self.MAX_GROWTH:
-            self.diverged(f"the weights grew {growth:.2g}-fold (norm {self.start_norm:.3g} to {norm:.3g})")
-
-    def after_update(self):
-        """When a loss is not finite: did the previous update already break the weights, and why?"""
-        if math.isfinite(float(torch.nn.utils.get_total_norm(self.params))):
-            return "", None
-        detail, cause = self.gradient_was_bad()
-        return f" (the update of step {self.step - 1} had made the weights non-finite{detail})", cause
-
-    def gradient_was_bad(self):
-        """(detail, cause) from the last step's gradient, still in .grad: was it not finite?"""
-        grads = [p.grad for p in self.params if p.grad is not None]
-        if grads and not math.isfinite(float(torch.nn.utils.get_total_norm(grads))):
-            return ": its gradient was not finite", GRADIENT_CAUSE
-        return "", None
-
-    def diverged(self, what, x=None, detail="", cause=None):
-        """Put the epoch's starting weights back, then raise TrainingDiverged naming where and why."""
-        with torch.no_grad():
-            for module, state in zip(self.modules, self.saved):
-                module.load_state_dict(state)
-        if x is not None and not bool(torch.isfinite(x).all()):
-            row = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).nonzero()[0])
-            cause = (f"The cause is in the data: the inputs of this batch are not finite (row {row}); check the "
-                     "data, or the augmentation that made them.")  # fmt: skip
-        cause = cause or "The learning rate is probably too high: try one 3-10x lower (or gradient clipping)."
-        raise TrainingDiverged(
-            f"{self.stage}: {what} in epoch {self.epoch + 1} at step {self.step}{detail}; the weights were put "
-            f"back to the start of epoch {self.epoch + 1}. {cause} The {len(self.history)} completed epochs are "
-            "in this error's .history",
-            self.history,
-        )
-
-    def check_loss_growth(self, train_loss):
-        if self.warned or train_loss <= 10 * max(abs(self.first), 1.0):
-            return
-        self.warned = True
-        warnings.warn(
-            f"{self.stage}: the training loss rose from {self.first:.4g} (first step) to {train_loss:.4g} "
-            f"(epoch {self.epoch + 1}): training is diverging. The learning rate is probably too high: try one "
-            "3-10x lower (or gradient clipping)",
-            stacklevel=2,
-        )
-
-
-def train_epoch(optimizer, batches, loss_fn, guard, *, augment=None, clip_grad_norm=None, step_scheduler=None,
-                mixed=False):  # fmt: skip
+def train_epoch(optimizer, batches, loss_fn, guard, settings, *, augment=None, step_scheduler=None, mixed=False):
     """One pass over ``batches``; returns its record (mean training loss, learning rates, gradient norms).
     ``guard`` (a DivergenceGuard) sees each step's loss and gradient before the weights move."""
     params = guard.params
     device = params[0].device
-    total, seen = 0.0, 0
-    norm_sum, norm_max = torch.zeros((), device=device), torch.zeros((), device=device)
+    clip = settings.clip_grad_norm
+    total = 0.0
+    seen = 0
+    norm_sum = torch.zeros((), device=device)
+    norm_max = torch.zeros((), device=device)
     for step, (x, y) in enumerate(batches):
         # forward, in bfloat16 where the precision policy chose it
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
@@ -254,8 +188,8 @@ def train_epoch(optimizer, batches, loss_fn, guard, *, augment=None, clip_grad_n
         # backward, clip (a non-finite gradient norm then stops training before the update)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if clip_grad_norm is not None:
-            norm = torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)  # the norm before clipping
+        if clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, clip)  # the norm before clipping
             guard.check_gradient(norm.item(), x)
             norm_sum += norm
             norm_max = torch.maximum(norm_max, norm)
@@ -265,52 +199,58 @@ def train_epoch(optimizer, batches, loss_fn, guard, *, augment=None, clip_grad_n
             step_scheduler.step()
         total += value * len(x)
         seen += len(x)
-        if stop_requested.is_set():  # the command line's first Ctrl-C: stop after this step
+        if settings.stop is not None and settings.stop.is_set():  # e.g. the command line's first Ctrl-C
             raise KeyboardInterrupt
     lrs = [g["lr"] for g in optimizer.param_groups]  # used this epoch
     record = {"train_loss": total / max(seen, 1), "lr": lrs[-1], "lrs": lrs}
-    if clip_grad_norm is not None:
+    if clip is not None:
         record["grad_norm_mean"] = norm_sum.item() / max(len(batches), 1)
         record["grad_norm_max"] = norm_max.item()
     return record
 
 
-def fit(stage, model, optimizer, batches, loss_fn, epochs, settings=None, *, validate=None, train_modules=None,
-        objective=None, augment=None) -> History:  # fmt: skip
-    """Train for ``epochs`` passes over ``batches`` with ``loss_fn(x, y) -> loss``.
+def fit(
+    stage,
+    model,
+    optimizer,
+    batches,
+    loss_fn,
+    settings,
+    *,
+    validate=None,
+    train_modules=None,
+    objective=None,
+    augment=None,
+) -> History:
+    """Train for ``settings.epochs`` passes over ``batches`` with ``loss_fn(x, y) -> loss``.
 
     Stops with ``TrainingDiverged`` (history kept, weights put back) when a loss, gradient or weight
-    stops being finite; on Ctrl-C it finishes cleanly and returns the history with ``interrupted``.
-    ``validate()`` returns the epoch's validation metrics; ``train_modules`` are put in train mode
-    each epoch (default: the model); ``augment(x)`` changes each batch before the forward pass.
+    stops being finite; on Ctrl-C (or ``settings.stop`` set) it finishes cleanly and returns the
+    history with ``interrupted``. ``validate()`` returns the epoch's validation metrics;
+    ``train_modules`` are put in train mode each epoch (default: the model); ``augment(x)`` changes
+    each batch before the forward pass.
     """
-    s = settings or LoopSettings()
-    epochs = check_settings(s, epochs, validate, optimizer)
+    s = settings
+    epochs = check_settings(s, validate, optimizer)
     history = History(stage, objective=objective)
-    # set up: schedule, precision, logging, progress bar, the copy of the weights divergence puts back
+    # set up: schedule, precision (decided once, here), logging, progress bar, the divergence guard
     scheduler, per_step = make_scheduler(s.scheduler, optimizer, epochs, len(batches))
-    history.precision = step_precision(optimizer, batches, s.precision)
+    precision = step_precision(optimizer, batches, s.precision)
+    history.precision = precision
     guard = DivergenceGuard(stage, history, trained_modules(model, train_modules), trained_params(optimizer))
-    writer, bar = open_writer(s.writer), tqdm(range(epochs), desc=stage, disable=not s.progress, leave=True)
+    writer = open_writer(s.writer)
+    bar = tqdm(range(epochs), desc=stage, disable=not s.progress, leave=True)
+    run = dict(augment=augment, mixed=precision == "bf16", step_scheduler=scheduler if per_step else None)
     start = time.perf_counter()
     try:
         for epoch in bar:
-            t0 = time.perf_counter()
-            guard.start_epoch(epoch)
-            for m in train_modules or [model]:
-                m.train()
-            record = {"epoch": epoch + 1}
-            record.update(train_epoch(optimizer, batches, loss_fn, guard, augment=augment,
-                                      clip_grad_norm=s.clip_grad_norm, mixed=history.precision == "bf16",
-                                      step_scheduler=scheduler if per_step else None))  # fmt: skip
-            guard.check_weights()
-            guard.check_loss_growth(record["train_loss"])
+            record = run_epoch(epoch, guard, optimizer, batches, loss_fn, s, run, train_modules or [model])
             if scheduler is not None and not per_step:
                 scheduler.step()
             # validate, log, decide whether to stop
             if validate is not None:
                 record.update(validate())
-            record["seconds"] = time.perf_counter() - t0
+            record["seconds"] = time.perf_counter() - record.pop("started")
             history.epochs.append(record)
             log(writer, stage, record)
             bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("train_loss", "val_loss", "val_acc")})
@@ -318,9 +258,7 @@ def fit(stage, model, optimizer, batches, loss_fn, epochs, settings=None, *, val
                 history.stopped_early = True
                 break
     except KeyboardInterrupt:
-        history.interrupted, history.stopped_at = True, {"epoch": guard.epoch + 1, "step": guard.step}
-        warnings.warn(f"{stage}: interrupted in epoch {guard.epoch + 1}, step {guard.step}; the model keeps its "
-                      f"latest weights and the history its {len(history)} completed epochs", stacklevel=2)  # fmt: skip
+        interrupted(history, guard)
     finally:
         bar.close()
         history.seconds = time.perf_counter() - start
@@ -332,10 +270,35 @@ def fit(stage, model, optimizer, batches, loss_fn, epochs, settings=None, *, val
     return history
 
 
-def check_settings(s, epochs, validate, optimizer) -> int:
+def run_epoch(epoch, guard, optimizer, batches, loss_fn, settings, run, modules) -> dict:
+    """One epoch's training and its checks; the record so far (its start time in ``started``)."""
+    started = time.perf_counter()
+    guard.start_epoch(epoch)
+    for m in modules:
+        m.train()
+    record = {"epoch": epoch + 1}
+    record.update(train_epoch(optimizer, batches, loss_fn, guard, settings, **run))
+    guard.check_weights()
+    guard.check_loss_growth(record["train_loss"])
+    record["started"] = started
+    return record
+
+
+def interrupted(history, guard) -> None:
+    """Mark the history interrupted where the guard last saw training, and say what was kept."""
+    history.interrupted = True
+    history.stopped_at = {"epoch": guard.epoch + 1, "step": guard.step}
+    warnings.warn(
+        f"{history.stage}: interrupted in epoch {guard.epoch + 1}, step {guard.step}; the model keeps its "
+        f"latest weights and the history its {len(history)} completed epochs",
+        stacklevel=3,
+    )
+
+
+def check_settings(s, validate, optimizer) -> int:
     """The loop's settings, checked before any step; returns ``epochs`` as an int. An early stopping
     object is reset: each run is its own, even when the object served an earlier one."""
-    epochs = whole("epochs", epochs, low=0)
+    epochs = whole("epochs", s.epochs, low=0)
     if s.clip_grad_norm is not None:
         number("clip_grad_norm", s.clip_grad_norm, above=0.0)
     if s.early_stopping is not None and validate is None:
@@ -361,8 +324,10 @@ def check_learning_rates(groups):
     for group in groups:
         lr = group.get("lr")
         if lr is not None and not (math.isfinite(lr) and lr >= 0):
-            raise ValueError(f"the learning rate {lr} must be a finite number >= 0 (typical: 1e-4 to 1e-2); "
-                             "check lr and stage1_lr_scale")  # fmt: skip
+            raise ValueError(
+                f"the learning rate {lr} must be a finite number >= 0 (typical: 1e-4 to 1e-2); "
+                "check lr and stage1_lr_scale"
+            )
 
 
 def trained_params(optimizer) -> list:

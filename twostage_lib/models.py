@@ -1,4 +1,5 @@
-"""Models: the original slides' two-stage MLP (slide 1), a decoder for stage 1, and the ResNet-18 variant (slide 12)."""
+"""Models: the original slides' two-stage MLP (notebook 01), a decoder for stage 1, and the ResNet-18
+variant (notebook 06)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,19 @@ import torch
 import torch.nn as nn
 
 from .checks import whole
-from .data import _online
+from .runtime import online
 
 
 def _check_weights_reachable(weights, timeout=2.0) -> None:
     """Raise OSError when torchvision could not get ``weights`` (a torchvision Weights member, or
     None): not in torch.hub's cache and their host does not answer. Asked before the network is
-    built, so that offline no 45 MB ResNet-18 is made to be thrown away, and no download is tried."""
+    built, so that offline no ResNet-18 is made to be thrown away, and no download is tried."""
     if weights is None:
         return
     url = urllib.parse.urlparse(weights.url)
     if (Path(torch.hub.get_dir()) / "checkpoints" / Path(url.path).name).is_file():
         return
-    if not _online(url.hostname, timeout):
+    if not online(url.hostname, timeout):
         raise OSError(f"they are not cached and {url.hostname} cannot be reached")
 
 
@@ -44,7 +45,8 @@ class TwoStageNetwork(nn.Module):
 
     def __init__(self, in_features=784, stage1_sizes=(256, 128), stage2_sizes=(64,), num_classes=10):
         super().__init__()
-        in_features, num_classes = whole("in_features", in_features), whole("num_classes", num_classes)
+        in_features = whole("in_features", in_features)
+        num_classes = whole("num_classes", num_classes)
         stage1_sizes = [whole(f"stage1_sizes[{i}]", n) for i, n in enumerate(stage1_sizes)]
         stage2_sizes = [whole(f"stage2_sizes[{i}]", n) for i, n in enumerate(stage2_sizes)]
         if not stage1_sizes:
@@ -100,16 +102,17 @@ class WeightsUnavailableError(RuntimeError):
 
 
 class TransferTwoStageNetwork(nn.Module):
-    """Slide 12: torchvision's ResNet-18 without its last layer as stage 1, a linear stage 2.
+    """Notebook 06: torchvision's ResNet-18 without its last layer as stage 1, a linear stage 2.
 
     MNIST inputs (N, 784) or (N, 1, 28, 28) are adapted to what ResNet-18 expects: three channels,
     ``image_size`` pixels square, ImageNet's normalization. ``weights`` goes to
     ``torchvision.models.resnet18`` as is (``"DEFAULT"``, a ``ResNet18_Weights`` member, or None).
     """
 
-    IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    # images a pass without autograd takes at a time (evaluation, validation, the feature cache):
-    # at 64 px, 512 images hold about 370 MB of activations, 32 about 45 MB, as fast on a CPU
+    IMAGENET_MEAN = (0.485, 0.456, 0.406)
+    IMAGENET_STD = (0.229, 0.224, 0.225)
+    # images a pass without autograd takes at a time (evaluation, validation, the feature cache): small,
+    # because ResNet-18's activations at 64 px are large (docs/decisions.md, "Measured, not in docstrings")
     eval_chunk = 32
 
     def __init__(
@@ -129,7 +132,8 @@ class TransferTwoStageNetwork(nn.Module):
             ) from exc
         self.stage1 = nn.Sequential(*list(resnet.children())[:-1], nn.Flatten())
         self.stage2 = nn.Linear(resnet.fc.in_features, num_classes)
-        self.in_shape, self.image_size = tuple(in_shape), image_size
+        self.in_shape = tuple(in_shape)
+        self.image_size = image_size
         # inputs arrive normalized with (pixel_mean, pixel_std); undo that, then apply ImageNet's
         self.register_buffer("pixel_stats", torch.tensor([pixel_mean, pixel_std]))
         self.register_buffer("mean", torch.tensor(self.IMAGENET_MEAN).view(1, 3, 1, 1))

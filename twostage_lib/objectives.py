@@ -1,4 +1,4 @@
-"""Stage-1 objectives: what the feature extractor learns from images alone (slides 2 and 7).
+"""Stage-1 objectives: what the feature extractor learns from images alone (notebooks 02 and 02b).
 
 Each objective is a module holding its own head (a decoder, a projection head) with a
 ``loss(model, x)`` method. Stage 2 never sees the head.
@@ -62,8 +62,8 @@ class Contrastive(nn.Module):
     together and far from the other images of the batch (NT-Xent loss on a projection head).
 
     The views decide what the features ignore: the default ``strong_augment`` (rotation, shift,
-    zoom, elastic distortion, cutout) lifts a linear probe with 10 labels per class from 79% (the
-    gentle fine-tuning augmentation) to about 90% on MNIST; see notebook 09.
+    zoom, elastic distortion, cutout) gives a much better linear probe than the gentle fine-tuning
+    augmentation (notebook 02b shows both; docs/decisions.md, "Measured, not in docstrings").
     """
 
     name = "contrastive"

@@ -1,4 +1,4 @@
-"""Runtime: seeds, the device, tensors onto it, and the precision policy (bfloat16 or float32)."""
+"""Runtime: the CPU quota, seeds, the device, the network, memory, and the precision policy (bfloat16 or float32)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import ctypes.util
 import math
 import os
 import random
+import socket
 import sys
 import warnings
 from pathlib import Path
@@ -15,7 +16,6 @@ import numpy as np
 import torch
 
 from .checks import env_flag, env_threads, whole
-from .data import TensorData, check_scaled
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # Below this much work a step (trained weights x batch size) bfloat16 casts cost more than they
@@ -30,7 +30,8 @@ def cpu_quota(cgroup=Path("/sys/fs/cgroup")) -> int:
     for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
         try:
             fields = (cgroup / quota_file).read_text().split()
-            quota, period = fields[0], fields[1] if period_file is None else (cgroup / period_file).read_text()
+            quota = fields[0]
+            period = fields[1] if period_file is None else (cgroup / period_file).read_text()
             if quota not in ("max", "-1"):
                 n = min(n, max(1, math.ceil(int(quota) / int(period))))
         except (OSError, ValueError, IndexError):
@@ -38,14 +39,26 @@ def cpu_quota(cgroup=Path("/sys/fs/cgroup")) -> int:
     return n
 
 
-def match_threads_to_quota() -> int:
-    """At import: torch's thread pool follows the CPU quota instead of the host's cores (on a 1-CPU
-    container it would otherwise oversubscribe). ``TWOSTAGE_THREADS=N`` sets it, up to that quota."""
+def use_cpu_quota() -> int:
+    """Size PyTorch's thread pool to the CPUs this process may really use (``cpu_quota``), not the
+    host's cores: on a 1-CPU container it would otherwise oversubscribe. ``TWOSTAGE_THREADS=N``
+    sets it, up to that quota. Call it where a process starts (the command line and the notebooks'
+    setup do); importing the library changes nothing. Returns the thread count."""
     available = cpu_quota()
     n = env_threads(available) or min(available, torch.get_num_threads())
     if n != torch.get_num_threads():
         torch.set_num_threads(n)
     return n
+
+
+def online(host="ossci-datasets.s3.amazonaws.com", timeout=2.0) -> bool:
+    """Whether ``host`` answers on port 443 within ``timeout`` seconds (the download and the
+    pretrained weights ask before trying)."""
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _libc_trim():
@@ -64,8 +77,8 @@ _MALLOC_TRIM = _libc_trim()
 def release_memory() -> None:
     """Give the memory PyTorch has freed back to the operating system (Linux with glibc; elsewhere
     nothing). glibc keeps freed blocks for reuse, so without this a kernel's memory only grows as
-    it trains and evaluates; on a 2 GB Binder that is what restarts kernels. Every stage and every
-    evaluation ends with it: a few milliseconds (docs/decisions.md, "Memory")."""
+    it trains and evaluates; on a small Binder that is what restarts kernels. Every stage and every
+    evaluation ends with it (docs/decisions.md, "Memory")."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
 
@@ -102,28 +115,6 @@ def select_device(device="auto") -> torch.device:
     if device.type == "mps" and not (mps and mps.is_available()):
         raise ValueError("device 'mps' was asked for but there is no Apple MPS device here; use device='cpu'")
     return device
-
-
-def as_tensors(data, device, batch_size=4096):
-    """Flattened inputs (``data.Rows``: normalized float rows as they are read) and labels on
-    ``device`` from a TensorData, an (X, y) pair, or a torch ``Dataset`` / ``DataLoader`` (read once
-    into memory)."""
-    if isinstance(data, TensorData):
-        return data.rows(device)
-    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
-        check_scaled(data[0], "x of the (X, y) pair")  # read as given: floats must already be scaled
-        return TensorData(data[0], data[1], source="x of the (X, y) pair").rows(device)
-    if isinstance(data, torch.utils.data.Dataset):
-        data = torch.utils.data.DataLoader(data, batch_size=batch_size)
-    if isinstance(data, torch.utils.data.DataLoader):  # images keep their shape and type: uint8 is scaled
-        xs, ys = zip(*((torch.as_tensor(x), torch.as_tensor(y)) for x, y in data))
-        x = torch.cat(xs)
-        check_scaled(x, "the dataset's images")
-        return TensorData(x, torch.cat(ys), source="the dataset's images").rows(device)
-    raise TypeError(
-        f"cannot train on {type(data).__name__}: pass a TensorData (from load_mnist), "
-        "an (X, y) pair of tensors, or a torch Dataset / DataLoader"
-    )
 
 
 def has_fast_bf16(device) -> bool:

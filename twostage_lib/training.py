@@ -1,7 +1,8 @@
-"""The stages (slides 2, 3, 5, 6, 8, 9, 11): what each trains and on what loss; the loop is ``loop.fit``.
+"""The stages (notebooks 02-05 and 10): what each trains and on what loss; the loop is ``loop.fit``.
 
-Every setting is a keyword in the signature. The last seven (``scheduler`` to ``precision``) are
-the loop's own and mean the same in every stage: see ``loop.LoopSettings``.
+Each stage takes ``(model, data)`` (self-training: ``(model, labelled, unlabelled)``) and then only
+keywords: its own settings, whose defaults are in ``recipe.py``, and the loop's, which mean the
+same in every stage (``loop.LoopSettings``: pass one as ``settings=``, or its fields as keywords).
 """
 
 from __future__ import annotations
@@ -14,33 +15,28 @@ import torch.nn.functional as F
 
 from .augmentations import augment as augment_batch
 from .augmentations import strong_augment
+from .batches import Batches
 from .checks import number, scalar_loss, whole
-from .data import Batches, image_shape_of
 from .evaluation import check_targets, criterion_on, eval_chunk, over_chunks
 from .freezing import freeze_stage1, unfreeze_stage1
-from .loop import LoopSettings, fit, make_optimizer, validator
+from .loop import fit, loop_settings, make_optimizer, validator
 from .objectives import Contrastive, make_objective
-from .runtime import as_tensors, seed_everything, select_device
-
-DEFAULT_BATCH_SIZE = 512
-# Stage 2 trains the small head on cached features at 4x the batch and 4x the learning rate
-# (2e-3 at 512): docs/decisions.md, "Stage 2's batch".
-STAGE2_BATCH_SIZE = 2048
-STAGE2_LR = 8e-3
+from .recipe import DEFAULT, SELFTRAIN
+from .runtime import seed_everything, select_device
+from .tensors import as_tensors, image_shape_of
 
 
-def train_stage1(model, data, objective="autoencoder", epochs=5, lr=1e-3, batch_size=DEFAULT_BATCH_SIZE,
-                 device="auto", seed=0, val=None,
-                 *, scheduler=None, clip_grad_norm=None, early_stopping=None,
-                 writer=None, progress=True, callback=None, precision="auto"):  # fmt: skip
+def train_stage1(model, data, *, objective=DEFAULT.objective, lr=DEFAULT.lr, val=None, seed=0, settings=None, **loop):
     """Stage 1: train ``model.stage1`` on images alone (labels ignored).
 
     ``objective`` is ``"autoencoder"``, ``"denoising"``, ``"contrastive"``, an objective module or a
     callable ``loss(model, x)``. The objective's head (decoder, projection) trains with stage 1 and
     is returned as ``history.objective``. An objective that gives stage 1 no gradient is refused.
+    ``loop``: any field of ``LoopSettings`` (``epochs``, ``batch_size``, ``progress``, ...).
     """
-    settings = LoopSettings(scheduler, clip_grad_norm, early_stopping, writer, progress, callback, precision)
-    device, x, y = _prepare(model, data, device, seed)
+    s = loop_settings("train_stage1", settings, loop, DEFAULT.epochs_stage1, DEFAULT.batch_size)
+    batch_size = s.batch_size
+    device, x, y = _prepare(model, data, s.device, seed)
     unfreeze_stage1(model)
     shape = lambda: image_shape_of(data, x)  # noqa: E731 - asked only by objectives that need images
     obj = make_objective(objective, model, shape)
@@ -60,8 +56,7 @@ def train_stage1(model, data, objective="autoencoder", epochs=5, lr=1e-3, batch_
         make_optimizer(params, lr),
         batches,
         lambda xb, yb: loss_of(model, xb),
-        epochs,
-        settings,
+        s,
         validate=_stage1_validator(model, heads, loss_of, val, device, batch_size),
         train_modules=[model.stage1, *heads],
         objective=obj,
@@ -69,13 +64,13 @@ def train_stage1(model, data, objective="autoencoder", epochs=5, lr=1e-3, batch_
     model.eval()
     history.settings = {
         "objective": objective if isinstance(objective, str) else type(obj).__name__,
-        "epochs": epochs,
+        "epochs": s.epochs,
         "lr": lr,
         "batch_size": batch_size,
         "seed": seed,
-        "scheduler": scheduler if isinstance(scheduler, str) or scheduler is None else "custom",
-        "clip_grad_norm": clip_grad_norm,
-        "precision": precision,
+        "scheduler": s.scheduler if isinstance(s.scheduler, str) or s.scheduler is None else "custom",
+        "clip_grad_norm": s.clip_grad_norm,
+        "precision": s.precision,
     }
     return history
 
@@ -114,23 +109,33 @@ def _check_stage1_gradient(model, loss_of, x, objective):
         )
 
 
-def train_stage2(model, data, epochs=5, lr=STAGE2_LR, batch_size=STAGE2_BATCH_SIZE, device="auto", seed=0,
-                 val=None, cache_features=True, optimizer=None, criterion=None,
-                 *, scheduler=None, clip_grad_norm=None, early_stopping=None,
-                 writer=None, progress=True, callback=None, precision="auto"):  # fmt: skip
-    """Stage 2: train ``model.stage2`` on stage 1's frozen features (slides 3 and 4).
+def train_stage2(
+    model,
+    data,
+    *,
+    lr=DEFAULT.lr_stage2,
+    val=None,
+    seed=0,
+    cache_features=True,
+    optimizer=None,
+    criterion=None,
+    settings=None,
+    **loop,
+):
+    """Stage 2: train ``model.stage2`` on stage 1's frozen features (notebook 04).
 
     Stage 1 is frozen and in eval mode; its features are computed without autograd, once for the
     whole training set when ``cache_features`` (the default), else every step. A given
     ``optimizer`` may hold stage-1 parameters (even with Adam state): they still do not move.
-    The defaults, batch 2048 at a learning rate of 8e-3, suit a head on cached features
-    (``STAGE2_BATCH_SIZE``); a smaller batch wants a proportionally smaller rate. A stage 1 with
-    no parameters and no buffers (``nn.Identity``: the head sees the pixels) is never cached: its
-    features are the normalized pixels, one cheap step a batch, and the cache would be a float32
-    copy of every image (170 MB for MNIST's 54,000); the numbers are the same either way.
+    The defaults, a batch of 2048 at 4x the learning rate of stage 1 (``recipe.Recipe.lr_stage2``),
+    suit a head on cached features; a smaller batch wants a proportionally smaller rate
+    (``recipe.scaled_lr``). A stage 1 with no parameters and no buffers (``nn.Identity``: the head
+    sees the pixels) is never cached: its features are the normalized pixels, and the cache would
+    be a float32 copy of every image; the numbers are the same either way.
+    ``loop``: any field of ``LoopSettings`` (``epochs``, ``batch_size``, ``progress``, ...).
     """
-    settings = LoopSettings(scheduler, clip_grad_norm, early_stopping, writer, progress, callback, precision)
-    device, x, y = _prepare(model, data, device, seed, classify=criterion is None)
+    s = loop_settings("train_stage2", settings, loop, DEFAULT.epochs_stage2, DEFAULT.batch_size_stage2)
+    device, x, y = _prepare(model, data, s.device, seed, classify=criterion is None)
     freeze_stage1(model)
     criterion = criterion_on(criterion, device)
     cache_features = cache_features and _has_state(model.stage1)
@@ -150,10 +155,9 @@ def train_stage2(model, data, epochs=5, lr=STAGE2_LR, batch_size=STAGE2_BATCH_SI
         "stage2",
         model,
         optimizer,
-        Batches(x, y, batch_size, seed=seed),
+        Batches(x, y, s.batch_size, seed=seed),
         loss_fn,
-        epochs,
-        settings,
+        s,
         validate=validator(model, val, device),
         train_modules=[model.stage2],
     )
@@ -165,10 +169,10 @@ def train_stage2(model, data, epochs=5, lr=STAGE2_LR, batch_size=STAGE2_BATCH_SI
 def stage1_features(model, x, batch_size=None):
     """Stage 1's features (``model.features``: for the transfer network, after adapting the
     images) for every row of ``x``, ``batch_size`` rows at a time (by default the model's
-    ``eval_chunk`` if it sets one, else ``DEFAULT_BATCH_SIZE``; docs/decisions.md, "Caching stage 1's
+    ``eval_chunk`` if it sets one, else the recipe's batch; docs/decisions.md, "Caching stage 1's
     features").
     Stage 1 is put in eval mode and left there, as a frozen stage 1 should be."""
-    batch_size = whole("batch_size", batch_size) if batch_size is not None else eval_chunk(model, DEFAULT_BATCH_SIZE)
+    batch_size = whole("batch_size", batch_size) if batch_size is not None else eval_chunk(model, DEFAULT.batch_size)
     model.stage1.eval()
     first = model.features(x[:batch_size])  # x may be Rows (normalized as read): slices are tensors
     if len(first) == len(x):
@@ -180,19 +184,31 @@ def stage1_features(model, x, batch_size=None):
     return features
 
 
-def finetune(model, data, epochs=5, lr=1e-3, stage1_lr_scale=0.1, batch_size=DEFAULT_BATCH_SIZE, device="auto",
-             seed=0, val=None, augment=False, criterion=None, stage="finetune", sample_weights=None,
-             *, scheduler=None, clip_grad_norm=None, early_stopping=None,
-             writer=None, progress=True, callback=None, precision="auto"):  # fmt: skip
-    """Fine-tune end to end (slide 5): stage 1 unfrozen at ``lr * stage1_lr_scale``, stage 2 at ``lr``.
+def finetune(
+    model,
+    data,
+    *,
+    lr=DEFAULT.lr,
+    stage1_lr_scale=DEFAULT.stage1_lr_scale,
+    val=None,
+    seed=0,
+    augment=DEFAULT.augment,
+    criterion=None,
+    sample_weights=None,
+    stage="finetune",
+    settings=None,
+    **loop,
+):
+    """Fine-tune end to end (notebook 05): stage 1 unfrozen at ``lr * stage1_lr_scale``, stage 2 at ``lr``.
 
     The smaller step for stage 1 keeps its pretrained features from being wrecked by the large
     early gradients of the classifier. ``augment=True`` applies digit-safe augmentation per batch
     (or pass a function of a batch); ``sample_weights`` (one per training sample) draws batches in
-    proportion to them.
+    proportion to them. ``stage`` names the run in the progress bar, warnings and TensorBoard.
+    ``loop``: any field of ``LoopSettings`` (``epochs``, ``batch_size``, ``progress``, ...).
     """
-    settings = LoopSettings(scheduler, clip_grad_norm, early_stopping, writer, progress, callback, precision)
-    device, x, y = _prepare(model, data, device, seed, classify=criterion is None)
+    s = loop_settings("finetune", settings, loop, DEFAULT.epochs_finetune, DEFAULT.batch_size)
+    device, x, y = _prepare(model, data, s.device, seed, classify=criterion is None)
     unfreeze_stage1(model)
     criterion = criterion_on(criterion, device)
     if augment is True:
@@ -200,22 +216,51 @@ def finetune(model, data, epochs=5, lr=1e-3, stage1_lr_scale=0.1, batch_size=DEF
         generator = torch.Generator(device=device).manual_seed(seed)  # on the device: no per-step copy
         augment = lambda xb: augment_batch(xb, shape, generator=generator)  # noqa: E731
 
-    batches = Batches(x, y, batch_size, seed=seed, sample_weights=sample_weights)
+    batches = Batches(x, y, s.batch_size, seed=seed, sample_weights=sample_weights)
     optimizer = make_optimizer(_param_groups(model, lr, stage1_lr_scale), lr)
-    history = fit(stage, model, optimizer, batches, lambda xb, yb: criterion(model(xb), yb), epochs, settings,
-                  validate=validator(model, val, device), augment=augment or None)  # fmt: skip
+    history = fit(
+        stage,
+        model,
+        optimizer,
+        batches,
+        lambda xb, yb: criterion(model(xb), yb),
+        s,
+        validate=validator(model, val, device),
+        augment=augment or None,
+    )
     model.eval()
     return history
 
 
-def train_supervised(model, data, epochs=5, lr=1e-3, batch_size=DEFAULT_BATCH_SIZE, device="auto", seed=0,
-                     val=None, augment=False, criterion=None, sample_weights=None,
-                     *, scheduler=None, clip_grad_norm=None, early_stopping=None,
-                     writer=None, progress=True, callback=None, precision="auto"):  # fmt: skip
-    """The baseline: the same network trained end to end from scratch, one learning rate."""
-    return finetune(model, data, epochs, lr, 1.0, batch_size, device, seed, val, augment, criterion, "supervised",
-                    sample_weights, scheduler=scheduler, clip_grad_norm=clip_grad_norm, early_stopping=early_stopping,
-                    writer=writer, progress=progress, callback=callback, precision=precision)  # fmt: skip
+def train_supervised(
+    model,
+    data,
+    *,
+    lr=DEFAULT.lr,
+    val=None,
+    seed=0,
+    augment=False,
+    criterion=None,
+    sample_weights=None,
+    settings=None,
+    **loop,
+):
+    """The baseline: the same network trained end to end from scratch, one learning rate.
+    ``loop``: any field of ``LoopSettings`` (``epochs``, ``batch_size``, ``progress``, ...)."""
+    s = loop_settings("train_supervised", settings, loop, DEFAULT.epochs_finetune, DEFAULT.batch_size)
+    return finetune(
+        model,
+        data,
+        lr=lr,
+        stage1_lr_scale=1.0,
+        val=val,
+        seed=seed,
+        augment=augment,
+        criterion=criterion,
+        sample_weights=sample_weights,
+        stage="supervised",
+        settings=s,
+    )
 
 
 def _prepare(model, data, device, seed, classify=False):
@@ -243,11 +288,22 @@ def _check_classes(model, y):
     check_targets(y, outputs[-1] if outputs else int(y.max()) + 1, "stage 2")
 
 
-def selftrain(model, labelled, unlabelled, epochs=30, lr=3e-3, stage1_lr_scale=1.0, batch_size=64, unlabelled_ratio=7,
-              threshold=0.9, unlabelled_weight=1.0, device="auto", seed=0, val=None,
-              *, scheduler=None, clip_grad_norm=None, early_stopping=None,
-              writer=None, progress=True, callback=None, precision="auto"):  # fmt: skip
-    """Fine-tune on the labelled images *and* the unlabelled ones (FixMatch, Sohn et al. 2020).
+def selftrain(
+    model,
+    labelled,
+    unlabelled,
+    *,
+    lr=SELFTRAIN.lr,
+    stage1_lr_scale=SELFTRAIN.stage1_lr_scale,
+    unlabelled_ratio=SELFTRAIN.unlabelled_ratio,
+    threshold=SELFTRAIN.threshold,
+    unlabelled_weight=SELFTRAIN.unlabelled_weight,
+    val=None,
+    seed=0,
+    settings=None,
+    **loop,
+):
+    """Fine-tune on the labelled images *and* the unlabelled ones (FixMatch, Sohn et al. 2020; notebook 10).
 
     Each step takes ``batch_size * unlabelled_ratio`` unlabelled images and ``batch_size`` labelled
     ones (cross-entropy on a gentle view), or more labelled ones when there are many: enough that an
@@ -256,21 +312,22 @@ def selftrain(model, labelled, unlabelled, epochs=30, lr=3e-3, stage1_lr_scale=1
     becomes its *pseudo-label*, and a strong view of the same image is trained towards it (weight
     ``unlabelled_weight``). Only ``labelled`` has its labels read; ``unlabelled``'s (if any) are
     never used. ``history["pseudo_rate"]`` is the share above the threshold.
+    ``loop``: any field of ``LoopSettings`` (``epochs``, ``batch_size``, ``progress``, ...).
     """
-    settings = LoopSettings(scheduler, clip_grad_norm, early_stopping, writer, progress, callback, precision)
+    s = loop_settings("selftrain", settings, loop, SELFTRAIN.epochs, SELFTRAIN.batch_size)
     number("threshold", threshold, 0.0, 1.0)
     number("unlabelled_weight", unlabelled_weight, low=0.0)
     unlabelled_ratio = whole("unlabelled_ratio", unlabelled_ratio)
-    batch_size = whole("batch_size", batch_size)
-    if early_stopping is not None and val is None:
+    batch_size = whole("batch_size", s.batch_size)
+    if s.early_stopping is not None and val is None:
         raise ValueError("early_stopping watches the validation loss: pass val= or drop early_stopping")
-    device, xl, yl = _prepare(model, labelled, device, seed, classify=True)
+    device, xl, yl = _prepare(model, labelled, s.device, seed, classify=True)
     xu = _unlabelled_images(unlabelled, device)
     unfreeze_stage1(model)
     shape = image_shape_of(labelled, xl)
     generator = torch.Generator(device=device).manual_seed(seed)
-    batches = Batches(xu, torch.zeros(len(xu), dtype=torch.long, device=device), batch_size * unlabelled_ratio,
-                      seed=seed + 1)  # a step per unlabelled batch  # fmt: skip
+    no_labels = torch.zeros(len(xu), dtype=torch.long, device=device)
+    batches = Batches(xu, no_labels, batch_size * unlabelled_ratio, seed=seed + 1)  # a step per unlabelled batch
     # with few labels FixMatch's 1 : ratio; with many, every label once an epoch (docs/decisions.md)
     labelled_batch = min(max(batch_size, math.ceil(len(xl) / len(batches))), len(xl))
     labelled_batches = _forever(Batches(xl, yl, labelled_batch, seed=seed))
@@ -296,7 +353,7 @@ def selftrain(model, labelled, unlabelled, epochs=30, lr=3e-3, stage1_lr_scale=1
         return {**rate, **(check() if check is not None else {})}
 
     optimizer = make_optimizer(_param_groups(model, lr, stage1_lr_scale), lr)
-    history = fit("selftrain", model, optimizer, batches, step_loss, epochs, settings, validate=per_epoch)
+    history = fit("selftrain", model, optimizer, batches, step_loss, s, validate=per_epoch)
     model.eval()
     return history
 

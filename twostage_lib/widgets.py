@@ -57,7 +57,8 @@ class LivePlot:
     """Curves redrawn after every epoch: losses on one axis, accuracies and rates (0 to 1) on their own."""
 
     def __init__(self, keys=("train_loss", "val_loss"), title=""):
-        self.keys, self.title = keys, title
+        self.keys = keys
+        self.title = title
         self.records = []
 
     def reset(self):
@@ -105,11 +106,13 @@ class Panel:
     """
 
     def __init__(self, controls: dict, title: str):
-        self.controls, self.title = controls, title
+        self.controls = controls
+        self.title = title
         self.image = W.Image(format="png", layout=W.Layout(width="640px"))
         self.button = W.Button(description="Run", button_style="primary", icon="play")
         self.status = W.HTML(value="<i>press Run to train with these values</i>")
-        self.result, self.runs = None, 0
+        self.result = None
+        self.runs = 0
         self.button.on_click(lambda _: self.run())
         self.widget = W.VBox([W.HTML(f"<b>{title}</b>"), *controls.values(), self.button, self.status, self.image])
 
@@ -180,12 +183,12 @@ class TrainingPanel(Panel):
         super().__init__(controls, title)
         self.train = train
         self.plot = LivePlot(plot_keys, title)
-        self._drawn_at, self._draw_seconds = float("-inf"), 0.0
+        self._drawn_at = float("-inf")
+        self._draw_seconds = 0.0
 
     def on_epoch(self, record: dict):
-        """Record the epoch; redraw only when enough time has passed. A redraw costs about 0.3 s on one
-        core, more than a small model's epoch (notebook 06's panel, 150 short epochs, took 60 s drawing
-        each one, 4 s now). Drawing takes at most a fifth of the time; run() draws the finished curves
+        """Record the epoch; redraw only when enough time has passed: a redraw can cost more than a
+        small model's epoch. Drawing takes at most a fifth of the time; run() draws the finished curves
         (docs/decisions.md, "Time on one core")."""
         self.plot.update(record)
         if time.perf_counter() - self._drawn_at >= max(self.min_interval, 4 * self._draw_seconds):
@@ -208,7 +211,8 @@ class FigurePanel(Panel):
 
     def __init__(self, controls: dict, draw, title="Explore"):
         super().__init__(controls, title)
-        self.draw, self._figure = draw, None
+        self.draw = draw
+        self._figure = None
 
     def work(self, values):
         result, self._figure = self.draw(values)

@@ -3,7 +3,7 @@
 The subset: the full 10,000-image test set and a stratified 10,000-image training subset
 (1,000 per digit, drawn with a fixed seed). Usage:
 
-    python scripts/make_bundled_subset.py ../shared/data
+    python tools/make_bundled_subset.py ../shared/data
 """
 
 import argparse
@@ -11,7 +11,9 @@ import argparse
 import numpy as np
 import torch
 
-from twostage_lib.data import BUNDLED, TensorData, find_raw_dir, labels_per_class, read_raw
+from twostage_lib.mnist import BUNDLED, find_raw_dir, read_raw
+from twostage_lib.subsets import labels_per_class
+from twostage_lib.tensors import TensorData
 
 
 def main():

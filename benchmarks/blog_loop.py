@@ -6,12 +6,13 @@ import time
 
 import torch
 import torch.nn as nn
-from common import SEED_BATCH, data_root
 
-WINDOW, WINDOWS = 1.5, 3  # the seeds' loader: best of 3 windows of 1.5 s of stepping
+from .common import BLOG_BATCH, data_root
+
+WINDOW, WINDOWS = 1.5, 3  # the blog post's code' loader: best of 3 windows of 1.5 s of stepping
 
 
-def seeds_loader(batch_size=SEED_BATCH):
+def blog_loader(batch_size=BLOG_BATCH):
     from torchvision import datasets, transforms
 
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
@@ -19,11 +20,11 @@ def seeds_loader(batch_size=SEED_BATCH):
     return torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True)
 
 
-def seeds_step(stage, model, optimizer, decoder=None):
-    """One training step as the seeds write it, for stage1, stage2 or finetune (slide 5).
+def blog_step(stage, model, optimizer, decoder=None):
+    """One training step as the blog post's code write it, for stage1, stage2 or finetune (slide 5).
 
-    With a ``decoder``, stage 1 uses a real reconstruction loss in the seeds' loop (the same work
-    as the library's autoencoder step); without one, the seeds' zero loss as written.
+    With a ``decoder``, stage 1 uses a real reconstruction loss in the blog's loop (the same work
+    as the library's autoencoder step); without one, the blog post's code' zero loss as written.
     """
     mse, ce = nn.MSELoss(), nn.CrossEntropyLoss()
 
@@ -41,13 +42,13 @@ def seeds_step(stage, model, optimizer, decoder=None):
             loss = ce(model(inputs), labels)
         loss.backward()
         optimizer.step()
-        return loss.item()  # the seeds' running_loss += loss.item()
+        return loss.item()  # the blog post's code' running_loss += loss.item()
 
     return step
 
 
-class SeedsLoop:
-    """The seeds' training loop for one stage, timed in windows of stepping (epochs restart as needed)."""
+class BlogLoop:
+    """The the blog's training loop for one stage, timed in windows of stepping (epochs restart as needed)."""
 
     def __init__(self, stage, fixed_loss):
         import twostage_lib as ts
@@ -57,8 +58,8 @@ class SeedsLoop:
         model = ts.TwoStageNetwork()
         decoder = decoder_for(model) if fixed_loss else None
         params = list(model.parameters()) + (list(decoder.parameters()) if decoder else [])
-        self.step = seeds_step(stage, model, torch.optim.Adam(params, lr=1e-3), decoder)
-        self.loader = seeds_loader()
+        self.step = blog_step(stage, model, torch.optim.Adam(params, lr=1e-3), decoder)
+        self.loader = blog_loader()
         self.batches = iter(self.loader)
 
     def next_batch(self):
@@ -78,8 +79,8 @@ class SeedsLoop:
         return seen / (time.perf_counter() - start)
 
 
-def worker_seeds(stage, fixed_loss=False):
-    loop = SeedsLoop(stage, fixed_loss)
+def worker_blog(stage, fixed_loss=False):
+    loop = BlogLoop(stage, fixed_loss)
     for _ in range(20):  # warm-up
         loop.step(*loop.next_batch())
     return {"samples_per_s": max(loop.window() for _ in range(WINDOWS))}

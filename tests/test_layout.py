@@ -21,7 +21,7 @@ STAGES = (ts.train_stage1, ts.train_stage2, ts.finetune, ts.train_supervised, ts
 
 # Each module's layer: a module imports only from layers below its own (docs/library.md, "Map").
 LAYERS = [
-    {"checks", "recipe"},
+    {"checks", "recipe", "diagrams"},
     {"runtime"},
     {"tensors", "augmentations", "freezing"},
     {"mnist", "batches", "subsets", "models"},

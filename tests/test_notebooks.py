@@ -162,6 +162,7 @@ def test_set_repository_moves_every_badge(tmp_path):
     tool = _set_repository_module(tmp_path)
     tool.main(["someone/course", "--branch", "dev"])
     assert tool.repository() == ("someone/course", "dev")
+    assert "](https://someone.github.io/course/)" in (tmp_path / "README.md").read_text()  # the website's link
     for path in [tmp_path / "README.md", *sorted((tmp_path / "notebooks").glob("*.ipynb"))]:
         text = path.read_text()
         for url in _badges(text):

@@ -1,5 +1,6 @@
-"""Point every "open in Binder" and "open in Colab" badge (README.md, notebooks/*.ipynb), and the
-repository and ref the notebooks' Colab setup cell clones, at a GitHub repository and branch or tag.
+"""Point every "open in Binder" and "open in Colab" badge (README.md, notebooks/*.ipynb), the
+repository and ref the notebooks' Colab setup cell clones, and the README's link to the website
+(GitHub Pages: OWNER.github.io/NAME), at a GitHub repository and branch or tag.
 
     python tools/set_repository.py OWNER/NAME [--branch main]
 
@@ -19,6 +20,7 @@ BADGE = re.compile(r"https://mybinder\.org/v2/gh/[^/\s)]+/[^/\s)]+/[^?\s)]+\?url
 COLAB = re.compile(r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/[^/\s)]+/")
 CLONE = re.compile(r'(TWOSTAGE_REPO\\?", \\?")https://github\.com/[\w.-]+/[\w.-]+')  # the setup cell's default
 REF = re.compile(r'(TWOSTAGE_REF\\?", \\?")[^"\\]+')  # the branch or tag the setup cell clones
+SITE = re.compile(r"https://[\w.-]+\.github\.io/[\w.-]+/")  # the website, published by .github/workflows/site.yml
 
 
 def repository() -> tuple[str, str]:
@@ -35,6 +37,11 @@ def badge_prefix(slug: str, branch: str) -> str:
 
 def colab_prefix(slug: str, branch: str) -> str:
     return f"https://colab.research.google.com/github/{slug}/blob/{branch}/"
+
+
+def site_url(slug: str) -> str:
+    owner, name = slug.split("/")
+    return f"https://{owner.lower()}.github.io/{name}/"
 
 
 def main(argv=None):
@@ -56,6 +63,7 @@ def main(argv=None):
         new = COLAB.sub(colab_prefix(args.slug, args.branch), new)
         new = CLONE.sub(rf"\g<1>https://github.com/{args.slug}", new)
         new = REF.sub(rf"\g<1>{args.branch}", new)
+        new = SITE.sub(site_url(args.slug), new)
         if new != old:
             path.write_text(new)
             changed += 1

@@ -8,12 +8,13 @@ nothing waits for a click; in JupyterLab a learner moves a slider and presses Ru
 
 from __future__ import annotations
 
-import io
 import time
 
 import ipywidgets as W
 from matplotlib.figure import Figure  # drawn off-screen: no pyplot state, no cell output
 from matplotlib.ticker import MaxNLocator
+
+from .diagrams import png_of
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # the output a widget is drawn from, ipywidgets 7 and 8
 
@@ -45,12 +46,6 @@ def dropdown(description, options, value=None):
         style={"description_width": "140px"},
         layout=W.Layout(width="380px"),
     )
-
-
-def png_of(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    return buf.getvalue()
 
 
 class LivePlot:

@@ -4,6 +4,7 @@ and in headless Chromium the Next links lead from the first lesson to the last w
 loaded. Needs the site's packages (.venv-site: `make site` or `make test` installs them)."""
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -25,9 +26,9 @@ def site(tmp_path_factory):
         pytest.skip("the site's packages are not installed: run `make site` (or `make test`)")
     out = tmp_path_factory.mktemp("site") / "html"
     start = time.perf_counter()
-    done = subprocess.run(
-        [str(SITE_PYTHON), str(ROOT / "tools" / "build_site.py"), "--out", str(out)], capture_output=True, text=True
-    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the site's own packages, whatever ran pytest
+    command = [str(SITE_PYTHON), str(ROOT / "tools" / "build_site.py"), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     assert done.returncode == 0, f"the site build failed or warned:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return {"out": out, "seconds": time.perf_counter() - start}
 

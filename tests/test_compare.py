@@ -5,6 +5,7 @@ import pytest
 import torch
 from conftest import full_root, needs_full
 
+import twostage_lib.compare as C
 from twostage_lib import has_fast_bf16
 from twostage_lib.__main__ import main
 from twostage_lib.compare import epochs_for, format_study, run_study
@@ -122,11 +123,30 @@ def test_methods_filter_runs_only_the_rows_asked_for(bundled, monkeypatch):
         run_study(splits, budgets=(5,), seeds=(0,), objectives=("autoencoder",), methods=["contrastive+selftrain"])
 
 
-def test_default_methods_add_selftraining_for_the_contrastive_objective_only():
+def test_the_propagation_row_runs_below_every_label(bundled, monkeypatch):
+    """contrastive+propagate: a row for each budget with unlabelled images left; with every label
+    there is nothing to spread, so no run (the table shows '-')."""
+    import twostage_lib.compare as C
+
+    monkeypatch.setattr(C, "SELFTRAIN", replace(C.SELFTRAIN, epochs=1))
+    monkeypatch.setattr(C, "STUDY", replace(C.STUDY, tune_steps=20, head_steps=20, min_epochs=1))
+    train = bundled.train.subset(torch.arange(0, 10000, 4))  # 2,500 images: fast
+    splits = Splits(train, bundled.test.subset(torch.arange(1000)), "mnist", "bundled", "test")
+    quick = dict(epochs_stage1={"contrastive": 2}, log=lambda *a: None)
+    study = run_study(splits, budgets=(2, None), seeds=(0,), objectives=("contrastive",),
+                      methods=["contrastive+propagate"], **quick)  # fmt: skip
+    row = study["methods"]["contrastive+propagate"]
+    assert set(row) == {"2"} and row["2"]["mean"] > 0.3  # chance is 0.1
+    assert study["config"]["precisions_used"]["propagate"]["2"] in ("fp32", "bf16")
+    assert format_study(study).splitlines()[1].split()[-1] == "-"
+
+
+def test_default_methods_add_the_slow_rows_for_the_contrastive_objective_only():
     from twostage_lib.compare import default_methods
 
     methods = default_methods(("autoencoder", "contrastive"))
     assert "contrastive+selftrain" in methods and "autoencoder+selftrain" not in methods
+    assert "contrastive+propagate" in methods and "autoencoder+propagate" not in methods
     assert methods[:2] == ["supervised", "supervised+augment"] and "autoencoder+finetune" in methods
 
 
@@ -134,3 +154,23 @@ def test_compare_cli_methods_flag_is_checked(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["compare", "--methods", "contrastive+magic"])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_merged_studies_take_each_cell_from_the_last_run_that_holds_it():
+    def study(seeds, budgets, value, machine=None):
+        row = {b: {"mean": value, "std": 0.0, "runs": [value] * len(seeds), "seconds": 1.0} for b in budgets}
+        config = {"precisions_used": {"head": {b: "fp32" for b in budgets}, "stage1": "bf16"}}
+        return {"methods": {"m": row}, "budgets": budgets, "seeds": seeds, "config": config,
+                "interrupted": False, "total_seconds": 60.0, **({"machine": machine} if machine else {})}  # fmt: skip
+
+    epyc = {"cpu": "AMD EPYC", "cores": 2, "device": "cpu", "fast_bf16": True}
+    old, new = study([0, 1, 2], ["1", "10", "all"], 0.5), study(list(range(10)), ["10", "1"], 0.9, epyc)
+    merged = C.merge_studies(old, new)
+    assert merged["machine_by_budget"] == {"1": epyc, "10": epyc, "all": None} and "machine" not in merged
+    assert merged["budgets"] == ["1", "10", "all"]
+    assert merged["seeds_by_budget"] == {"1": list(range(10)), "10": list(range(10)), "all": [0, 1, 2]}
+    assert [merged["methods"]["m"][b]["mean"] for b in merged["budgets"]] == [0.9, 0.9, 0.5]
+    assert merged["config"]["precisions_used"]["head"] == {"1": "fp32", "10": "fp32", "all": "fp32"}
+    assert merged["total_seconds"] == 120.0
+    spread = C.format_spread(merged, "1").splitlines()
+    assert spread[1].split() == ["m", "10", "90.0", "0.0", "90.0", "90.0"]

@@ -22,12 +22,13 @@ STAGES = (ts.train_stage1, ts.train_stage2, ts.finetune, ts.train_supervised, ts
 # Each module's layer: a module imports only from layers below its own (docs/library.md, "Map").
 LAYERS = [
     {"checks", "recipe", "diagrams"},
-    {"runtime"},
+    {"runtime", "clusters"},
     {"tensors", "augmentations", "freezing"},
     {"mnist", "batches", "subsets", "models"},
     {"objectives", "evaluation", "checkpoint", "guard"},
     {"loop"},
     {"training"},
+    {"propagation"},
     {"pipeline", "compare", "course", "widgets"},
     {"__main__", "__init__"},
 ]
@@ -194,3 +195,24 @@ def test_the_docs_show_the_recipe_and_the_map_as_they_are():
         [sys.executable, str(ROOT / "tools" / "library_tables.py"), "--check"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_readme_shows_the_study_as_it_is():
+    """README.md's study table is made from notebooks/results/compare.json (tools/study_report.py)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.study_report", "--check"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_study_table_names_the_seeds_and_machine_of_each_budget():
+    sys.path.insert(0, str(ROOT))
+    from tools.study_report import seeds_line
+
+    epyc = {"cpu": "AMD EPYC", "cores": 2, "device": "cpu", "fast_bf16": False}
+    study = {"budgets": ["1", "10", "all"], "seeds_by_budget": {"1": list(range(10)), "10": list(range(10)),
+             "all": [0, 1, 2]}, "machine_by_budget": {"1": epyc, "10": epyc, "all": None}}  # fmt: skip
+    assert seeds_line(study) == (
+        "1, 10 labels per digit: 10 seeds (0-9) on AMD EPYC without fast bfloat16, 2 cores, CPU; "
+        "all labels per digit: 3 seeds (0-2) on Intel Xeon with fast bfloat16, 2 cores, CPU"
+    )

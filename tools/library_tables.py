@@ -47,6 +47,11 @@ def recipe_table() -> str:
     rows += [
         f"| `{f.name}` | {getattr(recipe.SELFTRAIN, f.name)!r} | {notes[f.name]} |" for f in fields(recipe.SELFTRAIN)
     ]
+    rows += ["", "| label propagation (`PROPAGATE`) | value | why |", "|---|---|---|"]
+    notes = comments("Propagation")
+    rows += [
+        f"| `{f.name}` | {getattr(recipe.PROPAGATE, f.name)!r} | {notes[f.name]} |" for f in fields(recipe.PROPAGATE)
+    ]
     rows += ["", "| the label study (`STUDY`) | value | why |", "|---|---|---|"]
     notes = comments("StudyLengths")
     for f in fields(recipe.STUDY):

@@ -23,7 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from benchmarks.report import update_readme  # the README block writer the benchmark uses too
+from twostage_lib.runtime import describe_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +74,9 @@ def run(path: Path, workdir: Path) -> dict:
     env = env_one_core(workdir)
     start = time.perf_counter()
     out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", RUN, str(copy), str(NOTEBOOKS), FIRST, LAST],
-                         env=env, capture_output=True, text=True, check=True)  # fmt: skip
+                         env=env, capture_output=True, text=True)  # fmt: skip
+    if out.returncode != 0:  # the failing cell's error is in the kernel client's output: show it, then stop
+        sys.exit(f"{path.name} failed on one core:\n{out.stderr[-6000:]}")
     seconds = time.perf_counter() - start
     memory = json.loads(out.stdout.split("BUDGET", 1)[1].strip().splitlines()[0])
     return {"seconds": seconds, **memory, "added_mb": memory["peak_mb"] - memory["after_import_mb"]}
@@ -109,7 +114,8 @@ def main(prefixes):
                   flush=True)  # fmt: skip
         floor = first_optimizer_mb(Path(workdir))
         floor_cpu_build = first_optimizer_mb(Path(workdir), "no-triton")
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    cpu = describe_machine(torch.device("cpu"))["cpu"]  # the CPU's name: timings differ between models
+    machine = f"{cpu} ({platform.machine()}), {os.cpu_count()} cores, Python {platform.python_version()}"
     saved = {"notebooks": rows, "first_optimizer_mb": floor, "first_optimizer_no_triton_mb": floor_cpu_build,
              "machine": machine,
              "data": "full MNIST" if data else "the bundled subset"}  # fmt: skip

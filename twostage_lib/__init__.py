@@ -14,6 +14,7 @@ from .loop import EarlyStopping, LoopSettings
 from .mnist import DataNotFoundError, load_mnist
 from .models import TransferTwoStageNetwork, TwoStageNetwork, WeightsUnavailableError, count_parameters
 from .objectives import Contrastive, original_loss
+from .propagation import propagated_labels, spread_labels
 from .runtime import has_fast_bf16, seed_everything, select_device, use_cpu_quota
 from .subsets import imbalanced, labels_per_class, validation_split
 from .tensors import TensorData, from_tensors
@@ -54,6 +55,8 @@ __all__ = [
     "finetune",
     "train_supervised",
     "selftrain",
+    "spread_labels",
+    "propagated_labels",
     # the loop
     "LoopSettings",
     "EarlyStopping",

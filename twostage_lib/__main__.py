@@ -22,7 +22,7 @@ from .mnist import DATASETS, SOURCES
 from .models import WeightsUnavailableError
 from .objectives import OBJECTIVES
 from .pipeline import PipelineConfig, format_table, run_pipeline
-from .runtime import PRECISIONS, select_device, use_cpu_quota
+from .runtime import PRECISIONS, describe_machine, select_device, use_cpu_quota
 
 
 def positive_int(text):
@@ -165,6 +165,7 @@ def cmd_compare(args) -> int:
             stop=stop.requested,
         )
     study["total_seconds"] = time.perf_counter() - start
+    study["machine"] = describe_machine(device)
     say(format_study(study))
     say(f"total {study['total_seconds']:.0f} s" + (" (interrupted: the runs so far)" if study["interrupted"] else ""))
     return write_json(study, args.json) or (stop.code if study["interrupted"] else 0)

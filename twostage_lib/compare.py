@@ -21,14 +21,16 @@ import torch.nn as nn
 from .evaluation import evaluate_model
 from .loop import LoopSettings
 from .models import TwoStageNetwork
-from .recipe import RUN, SELFTRAIN, STUDY
+from .propagation import propagated_labels
+from .recipe import PROPAGATE, RUN, SELFTRAIN, STUDY
 from .runtime import seed_everything
 from .subsets import check_budget, holdout_size, labels_per_class, most_labels_per_class, validation_split
 from .training import finetune, selftrain, train_stage1, train_stage2, train_supervised
 
 BUDGETS = (1, 10, 100, 1000, None)  # None: every label
 SUPERVISED = ("supervised", "supervised+augment")
-TWO_STAGE = ("probe", "head", "finetune", "selftrain")
+TWO_STAGE = ("probe", "head", "finetune", "selftrain", "propagate")
+SLOW = ("selftrain", "propagate")  # run by default for the contrastive objective only
 
 
 def all_methods(objectives) -> list:
@@ -37,9 +39,9 @@ def all_methods(objectives) -> list:
 
 
 def default_methods(objectives) -> list:
-    """What the study runs when no ``methods`` are named: all but self-training for the
-    reconstruction objectives (their features are weaker and the row is the slowest)."""
-    return [m for m in all_methods(objectives) if not m.endswith("+selftrain") or m == "contrastive+selftrain"]
+    """What the study runs when no ``methods`` are named: all but the slow rows (self-training,
+    propagation) for the reconstruction objectives (their features are weaker)."""
+    return [m for m in all_methods(objectives) if m.split("+")[-1] not in SLOW or m.startswith("contrastive+")]
 
 
 def budget_name(n) -> str:
@@ -138,6 +140,7 @@ def study_config(epochs_stage1, objectives, lr, precision, used) -> dict:
             "threshold": SELFTRAIN.threshold,
             "unlabelled_weight": SELFTRAIN.unlabelled_weight,
         },
+        "propagate": vars(PROPAGATE),
         "precision": precision,
         "precisions_used": used,
     }
@@ -233,7 +236,9 @@ class Study:
             probe.stage2 = nn.Linear(probe.feature_dim, probe.config["num_classes"])
             self.done(train_stage2(probe, data, **head))
             self.record(f"{objective}+probe", n, probe, stage1_seconds + time.perf_counter() - start)
-        if not wanted - {"probe"}:
+        if "propagate" in wanted and n is not None:  # with every label there is nothing to spread
+            self.propagate(copy.deepcopy(pretrained), objective, n, data, unlabelled, stage1_seconds, seed)
+        if not wanted & {"head", "finetune", "selftrain"}:
             return
         start = time.perf_counter()
         model = copy.deepcopy(pretrained)
@@ -269,6 +274,27 @@ class Study:
         self.used.setdefault("selftrain", {})[budget_name(n)] = h.precision
         self.record(f"{objective}+selftrain", n, model, head_seconds + time.perf_counter() - start)
 
+    def propagate(self, model, objective, n, data, unlabelled, stage1_seconds, seed):
+        """The labels spread over stage 1's neighbour graph and its clusters (``propagation.py``),
+        the head on them, then self-training with them as its labelled set."""
+        start = time.perf_counter()
+        spread = propagated_labels(model, data, unlabelled, seed=seed, device=self.loop.device)
+        self.done(
+            train_stage2(
+                model,
+                spread,
+                lr=self.lr,
+                seed=seed,
+                settings=self.settings(len(spread), STUDY.head_steps, scheduler=None),
+            )
+        )
+        s = replace(self.loop, epochs=SELFTRAIN.epochs, scheduler=RUN.scheduler)
+        h = self.done(
+            selftrain(model, spread, unlabelled, lr=self.lr, stage1_lr_scale=RUN.stage1_lr_scale, seed=seed, settings=s)
+        )
+        self.used.setdefault("propagate", {})[budget_name(n)] = h.precision
+        self.record(f"{objective}+propagate", n, model, stage1_seconds + time.perf_counter() - start)
+
     def settings(self, n, steps, scheduler=RUN.scheduler) -> LoopSettings:
         """The shared loop settings for a run on ``n`` labelled images: a batch of at most the recipe's,
         enough epochs for about ``steps`` updates, the recipe's schedule."""
@@ -287,6 +313,46 @@ class Study:
                 "seconds": statistics.fmean(s for _, s in values),
             }
         return methods
+
+
+def merge_studies(*studies) -> dict:
+    """One report from several runs of the study: each (method, budget) cell from the last report
+    that holds it, each budget's seed list (``seeds_by_budget``) and machine (``machine_by_budget``),
+    the times summed. For a study re-run at some budgets with more seeds
+    (``--labels-per-class 1 10 --seeds 0 ... 9``)."""
+    merged = {**studies[-1], "methods": {}, "seeds_by_budget": {}, "machine_by_budget": {}, "total_seconds": 0.0}
+    order = [budget_name(n) for n in BUDGETS]
+    budgets = {b for study in studies for b in study["budgets"]}
+    merged["budgets"] = sorted(budgets, key=lambda b: order.index(b) if b in order else int(b))
+    used = {}
+    for study in studies:
+        for method, row in study["methods"].items():
+            merged["methods"].setdefault(method, {}).update(row)
+        for b in study["budgets"]:
+            merged["seeds_by_budget"][b] = study.get("seeds_by_budget", {}).get(b, study["seeds"])
+            merged["machine_by_budget"][b] = study.get("machine_by_budget", {}).get(b, study.get("machine"))
+        for kind, value in study["config"]["precisions_used"].items():
+            used[kind] = {**used.get(kind, {}), **value} if isinstance(value, dict) else value
+        merged["total_seconds"] += study.get("total_seconds", 0.0)
+        merged["interrupted"] = merged.get("interrupted", False) or study["interrupted"]
+    merged["seeds"] = sorted({s for seeds in merged["seeds_by_budget"].values() for s in seeds})
+    merged["config"] = {**studies[-1]["config"], "precisions_used": used}
+    merged.pop("machine", None)  # one per budget now
+    for method, row in merged["methods"].items():  # budgets in order
+        merged["methods"][method] = {b: row[b] for b in merged["budgets"] if b in row}
+    return merged
+
+
+def format_spread(study, budget) -> str:
+    """Each method's runs at one budget: how many, the mean, the worst and the best. Where the
+    draw of the labelled images matters, the spread says more than the standard deviation."""
+    lines = [f"{budget + '/class':<24}{'runs':>6}{'mean':>9}{'std':>7}{'worst':>8}{'best':>8}"]
+    for method, row in study["methods"].items():
+        if budget in row:
+            runs = row[budget]["runs"]
+            cells = [100 * row[budget]["mean"], 100 * row[budget]["std"], 100 * min(runs), 100 * max(runs)]
+            lines.append(f"{method:<24}{len(runs):>6}" + "".join(f"{c:{w}.1f}" for c, w in zip(cells, (9, 7, 8, 8))))
+    return "\n".join(lines)
 
 
 def format_study(study) -> str:

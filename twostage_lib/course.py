@@ -14,8 +14,9 @@ from pathlib import Path
 from .checkpoint import load_checkpoint, save_checkpoint
 from .checks import env_folder
 from .models import TwoStageNetwork
-from .recipe import COURSE
+from .recipe import COURSE, RUN, STUDY
 from .runtime import seed_everything
+from .subsets import holdout_size, validation_split
 from .training import train_stage1
 
 
@@ -157,3 +158,31 @@ def stage1_seconds(data, objective="autoencoder", epochs=None, seed=0, lr=COURSE
         usable_path(data, objective, epochs, seed), wanted_record(data, objective, epochs, lr, seed)
     )
     return None if ckpt is None else ckpt["metrics"].get("seconds")
+
+
+def study_stage1(data, path, seed=0, progress=False):
+    """The label study's contrastive stage 1 for ``seed`` (``compare``: 30 epochs on the training
+    part of ``data.train``, RUN's settings), loaded from ``path`` when there (the course ships the
+    seed-0 one: notebook 10), else trained (minutes on a CPU) and saved there. Returns (model, how)."""
+    path = Path(path)
+    if path.is_file():
+        model, saved = load_checkpoint(path)
+        return model, f"loaded from {path} ({saved['config'].get('what', 'a saved stage 1')})"
+    train, _ = validation_split(data.train, holdout_size(len(data.train)), seed=seed)
+    seed_everything(seed)
+    model = TwoStageNetwork(in_features=data.num_features)
+    epochs = STUDY.stage1_epochs["contrastive"]
+    history = train_stage1(
+        model,
+        train,
+        objective="contrastive",
+        lr=RUN.lr,
+        seed=seed,
+        epochs=epochs,
+        batch_size=RUN.batch_size,
+        scheduler=RUN.scheduler,
+        progress=progress,
+    )
+    what = f"the study's contrastive stage 1, seed {seed}, {epochs} epochs of {len(train):,} images"
+    save_checkpoint(path, model, config={"what": what, "seed": seed, "epochs": epochs, "images": len(train)})
+    return model, f"trained in {history.seconds:.0f} s and saved to {path} ({what})"

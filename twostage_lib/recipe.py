@@ -11,8 +11,9 @@ Three doors, because the doors have different jobs (docs/decisions.md, "One reci
   lengths counted in steps so that 10 labels and 60,000 get comparable training.
 
 ``COURSE`` is ``DEFAULT`` with the notebooks' shared 3-epoch stage 1. ``SELFTRAIN`` holds
-self-training's own settings (FixMatch). Every other module reads its defaults from here;
-``docs/library.md`` shows this file as one table (a test keeps the two equal).
+self-training's own settings (FixMatch), ``PROPAGATE`` label propagation's. Every other module
+reads its defaults from here; ``docs/library.md`` shows this file as one table (a test keeps the
+two equal).
 """
 
 from __future__ import annotations
@@ -64,6 +65,18 @@ class SelfTraining:
 
 
 @dataclass(frozen=True)
+class Propagation:
+    """Label propagation's settings (Zhou et al. 2004; docs/decisions.md, "Few labels")."""
+
+    k: int = 10  # neighbours per image: 97% of them share its digit on the study's contrastive features
+    power: float = 3.0  # an edge weighs its cosine similarity cubed: close neighbours count most
+    alpha: float = 0.99  # the share of a step's score taken from the neighbours: labels travel far
+    iterations: int = 150  # steps: 20 leave distant images unreached (docs/decisions.md)
+    dims: int = 16  # spectral coordinates for the clustering: 10 merge digits, 16 separate them
+    restarts: int = 10  # k-means restarts: the tightest of 10 is kept
+
+
+@dataclass(frozen=True)
 class StudyLengths:
     """How long the label study trains: in steps, so every label budget gets comparable training."""
 
@@ -91,3 +104,4 @@ RUN = replace(
 )
 STUDY = StudyLengths()  # the study trains RUN's recipe for these lengths
 SELFTRAIN = SelfTraining()
+PROPAGATE = Propagation()

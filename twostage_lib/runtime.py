@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import math
 import os
+import platform
 import random
 import socket
 import sys
@@ -129,6 +130,20 @@ def has_fast_bf16(device) -> bool:
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
     return False
+
+
+def describe_machine(device) -> dict:
+    """What a measurement ran on, saved beside it: the CPU's name, its cores, the device, and
+    whether bfloat16 is fast there (timings and bfloat16 results differ between machines)."""
+    cpu = ""
+    if Path("/proc/cpuinfo").is_file():
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]  # fmt: skip
+        cpu = names[0] if names else ""
+    if device.type == "cuda":
+        cpu = f"{torch.cuda.get_device_name(device)} (GPU) with {cpu or 'a CPU'}"
+    return {"cpu": cpu or platform.processor() or platform.machine(), "cores": cpu_quota(),
+            "device": device.type, "fast_bf16": has_fast_bf16(device)}  # fmt: skip
 
 
 def resolve_precision(precision, device, work=None) -> str:

@@ -1,0 +1,126 @@
+"""Label propagation on stage 1's features: a few labels spread to every image (notebook 10).
+
+Stage 1 puts images of one digit close together. Link each image to its ``k`` nearest neighbours
+(cosine similarity of the frozen features) and let the given labels flow along the links (Zhou,
+Bousquet, Lal, Weston and Schölkopf 2004): each step, every image takes a weighted average of its
+neighbours' scores and keeps a little of its own label, if it has one. After enough steps the
+labels have reached every image the graph connects, following the shape of the data rather than
+the distance to one labelled example. The clusters of the same graph (``clusters.py``) check the
+spread labels: an image is kept only where both agree.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .checks import number, whole
+from .clusters import best_assignment, kmeans, spectral_embedding
+from .evaluation import evaluating
+from .recipe import PROPAGATE
+from .runtime import select_device
+from .tensors import TensorData, as_tensors, image_shape_of
+from .training import stage1_features
+
+
+def knn_graph(features, k=PROPAGATE.k, power=PROPAGATE.power, chunk=4096) -> torch.Tensor:
+    """The symmetric, normalized ``k``-nearest-neighbour graph of ``features`` (n, d), sparse (n, n):
+    an edge weighs the cosine similarity (0 if negative) to the ``power``, then ``D^-1/2 W D^-1/2``."""
+    k = whole("k", k)
+    number("power", power, above=0.0)
+    n = len(features)
+    if n <= k:
+        raise ValueError(f"a {k}-nearest-neighbour graph needs more than {k} images, got {n}; lower k")
+    z = F.normalize(features.float(), dim=1)
+    # written in place: small results kept between the large blocks would pin the freed blocks (RSS grows)
+    similar = torch.empty(n, k, device=z.device)
+    neighbours = torch.empty(n, k, dtype=torch.long, device=z.device)
+    for start in range(0, n, chunk):
+        similarity = z[start : start + chunk] @ z.T
+        rows = torch.arange(start, min(start + chunk, n), device=z.device)
+        similarity[rows - start, rows] = -2.0  # not its own neighbour
+        similar[start : start + chunk], neighbours[start : start + chunk] = similarity.topk(k, dim=1)
+    rows = torch.arange(n, device=z.device).repeat_interleave(k)
+    edges = torch.stack([rows, neighbours.reshape(-1)])
+    weights = similar.clamp(min=0) ** power
+    w = torch.sparse_coo_tensor(edges, weights.reshape(-1), (n, n), check_invariants=False)
+    w = (w + w.t()).coalesce()  # a neighbour's neighbour link counts both ways
+    degree = torch.sparse.sum(w, 1).to_dense().clamp(min=1e-12)
+    scale = degree.rsqrt()
+    i = w.indices()
+    return torch.sparse_coo_tensor(i, w.values() * scale[i[0]] * scale[i[1]], (n, n), check_invariants=False).coalesce()
+
+
+def propagate(graph, index, labels, num_classes, alpha=PROPAGATE.alpha, iterations=PROPAGATE.iterations):
+    """Scores (n, num_classes): ``F <- alpha * graph @ F + (1 - alpha) * Y`` from ``Y``, one-hot
+    ``labels`` at rows ``index`` and zero elsewhere. Each step moves the labels one link further;
+    ``alpha`` near 1 lets them travel far, ``1 - alpha`` keeps the given labels in place."""
+    alpha = number("alpha", alpha, 0.0, 1.0)
+    iterations = whole("iterations", iterations)
+    y = torch.zeros(graph.shape[0], num_classes, device=graph.device)
+    y[index, labels] = 1.0
+    scores = y.clone()
+    for _ in range(iterations):
+        scores = alpha * torch.sparse.mm(graph, scores) + (1 - alpha) * y
+    return scores
+
+
+def balanced(scores, prior, steps=50) -> torch.Tensor:
+    """Scores as class probabilities whose column sums follow ``prior`` (Sinkhorn's scaling): the
+    classes share the images as they share the labelled ones, so no class can swallow another's."""
+    p = (scores / scores.sum(1, keepdim=True).clamp(min=1e-12)).clamp(min=1e-12)
+    for _ in range(steps):
+        p = p * (prior * len(p) / p.sum(0)).unsqueeze(0)
+        p = p / p.sum(1, keepdim=True)
+    return p
+
+
+def spread_labels(
+    model,
+    labelled,
+    unlabelled,
+    *,
+    k=PROPAGATE.k,
+    power=PROPAGATE.power,
+    alpha=PROPAGATE.alpha,
+    iterations=PROPAGATE.iterations,
+    dims=PROPAGATE.dims,
+    restarts=PROPAGATE.restarts,
+    seed=0,
+    device=None,
+) -> tuple:
+    """``(index, labels)``: the images of ``unlabelled`` (positions in it) on which two guesses made
+    from ``model.stage1``'s features agree, and their labels. The guesses: the labels propagated to
+    the image, and the name of its cluster (spectral clustering, each cluster named by the
+    propagated labels it holds; ``clusters.py``). ``unlabelled``'s own labels, if it has any, are
+    never read. The settings' defaults and why: ``PROPAGATE`` (recipe.py)."""
+    device = select_device(device)
+    model.to(device)
+    xl, yl = as_tensors(labelled, device)
+    xu, _ = as_tensors(unlabelled, device)
+    if len(xl) == 0 or len(xu) == 0:
+        raise ValueError("label propagation needs labelled and unlabelled images; one of the two is empty")
+    num_classes = int(yl.max()) + 1
+    with evaluating(model), torch.no_grad():
+        features = torch.cat([stage1_features(model, xl), stage1_features(model, xu)]).float()
+    graph = knn_graph(features, k, power)
+    scores = propagate(graph, torch.arange(len(xl), device=device), yl, num_classes, alpha, iterations)
+    scores = balanced(scores, torch.bincount(yl, minlength=num_classes).float() / len(yl))
+    cluster = kmeans(spectral_embedding(graph, dims, seed), num_classes, restarts, seed=seed)
+    mass = torch.zeros(num_classes, num_classes, device=device).index_add_(0, cluster, scores)
+    named = torch.tensor(best_assignment(mass), device=device)[cluster]
+    agree = (named == scores.argmax(1))[len(xl) :].nonzero().squeeze(1)
+    return agree, named[len(xl) :][agree]
+
+
+def propagated_labels(model, labelled, unlabelled, *, seed=0, device=None, settings=None) -> TensorData:
+    """``labelled`` with its labels, plus the images of ``unlabelled`` that ``spread_labels`` labels,
+    with those labels: normalized images (mean 0, std 1) as a TensorData, ready for
+    ``train_stage2`` or as ``selftrain``'s labelled set (notebook 10). ``settings``: a dict of
+    ``spread_labels``'s settings (``k``, ``alpha``, ...), the recipe's where left out."""
+    index, labels = spread_labels(model, labelled, unlabelled, seed=seed, device=device, **(settings or {}))
+    device = labels.device
+    xl, yl = as_tensors(labelled, device)
+    xu, _ = as_tensors(unlabelled, device)
+    images = torch.cat([xl[0 : len(xl)], xu.index_select(0, index)]).reshape(-1, *image_shape_of(labelled, xl))
+    return TensorData(images.cpu(), torch.cat([yl, labels]).cpu(), source="labelled images and propagated labels")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import platform
 import time
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -127,14 +126,9 @@ def flops_per_sample():
 
 def machine_info() -> dict:
     """The machine a run measures, saved with its results so that a redrawn table names it."""
-    cpu = platform.processor()
-    if Path("/proc/cpuinfo").is_file():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
+    from twostage_lib.runtime import describe_machine
+
+    cpu = describe_machine(torch.device("cpu"))["cpu"]  # the one place that reads the CPU's name
     return {
         "machine": platform.machine(),
         "cpu": cpu,

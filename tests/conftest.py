@@ -23,6 +23,17 @@ def bundled():
     return ts.load_mnist(source="bundled", verbose=False)
 
 
+@pytest.fixture(scope="session")
+def contrastive_pool(bundled):
+    """A contrastive stage 1 (5 epochs of 5,000 bundled images) and those images, trained once a
+    session for the tests of what builds on it; copy the network before training it further."""
+    pool = bundled.train.subset(torch.arange(5000))
+    ts.seed_everything(0)
+    net = ts.TwoStageNetwork()
+    ts.train_stage1(net, pool, objective="contrastive", epochs=5, lr=3e-3, progress=False)
+    return net, pool
+
+
 @pytest.fixture
 def small(bundled):
     """2,000 training images (200 per digit) and 1,000 test images: enough to see learning, fast."""

@@ -77,13 +77,10 @@ def test_spectral_clustering_finds_the_groups_without_labels_and_repeats_by_seed
 
 
 @pytest.fixture(scope="module")
-def start(bundled):
-    """A contrastive stage 1 (5 epochs of 5,000 images) and one labelled image a digit."""
-    pool = bundled.train.subset(torch.arange(5000))
-    ts.seed_everything(0)
-    net = ts.TwoStageNetwork()
-    ts.train_stage1(net, pool, objective="contrastive", epochs=5, lr=3e-3, progress=False)
-    return net, ts.labels_per_class(pool, 1, seed=0), pool
+def start(contrastive_pool):
+    """The shared contrastive stage 1 (conftest.py) and one labelled image a digit."""
+    net, pool = contrastive_pool
+    return copy.deepcopy(net), ts.labels_per_class(pool, 1, seed=0), pool
 
 
 def test_one_label_a_digit_labels_far_more_images_than_a_head_on_it(start):

@@ -10,12 +10,11 @@ import twostage_lib as ts
 
 
 @pytest.fixture(scope="module")
-def start(bundled):
-    """A contrastive stage 1 (5 epochs of 5,000 images) with a head trained on 5 labels per digit."""
-    pool = bundled.train.subset(torch.arange(5000))
-    ts.seed_everything(0)
-    net = ts.TwoStageNetwork()
-    ts.train_stage1(net, pool, objective="contrastive", epochs=5, lr=3e-3, progress=False)
+def start(contrastive_pool, bundled):
+    """The shared contrastive stage 1 (conftest.py) with a head trained on 5 labels per digit."""
+    net, pool = contrastive_pool
+    net = copy.deepcopy(net)
+    ts.seed_everything(0)  # the head's draws do not depend on which tests ran before
     labelled = ts.labels_per_class(pool, 5, seed=0)
     ts.train_stage2(net, labelled, epochs=200, lr=3e-3, batch_size=50, progress=False)
     return net, labelled, pool, bundled.test.subset(torch.arange(2000))

@@ -31,3 +31,20 @@ def test_the_committed_results_redraw_the_readme_table():
     readme = (ROOT / "benchmarks" / "README.md").read_text()
     block = readme.split("<!-- bench:start -->\n", 1)[1].split("\n<!-- bench:end -->", 1)[0]
     assert text == block  # benchmarks/README.md shows exactly what results.json holds: nothing edited by hand
+
+
+def test_the_gpu_benchmark_measures_every_stage_on_the_cpu_too(tmp_path, capsys):
+    """benchmarks/gpu.py, the issue's GPU figures, kept working where no GPU is: every stage timed
+    both ways of reading the loss, its operators a step counted, the table printed from the JSON."""
+    from benchmarks import gpu
+
+    out = tmp_path / "gpu.json"
+    args = ["--device", "cpu", "--quick", "--data", "bundled", "--images", "1024", "--epochs", "2", "--rounds", "1"]
+    assert gpu.main([*args, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [r["stage"] for r in result["stages"]] == ["stage1", "stage2", "finetune"]
+    for r in result["stages"]:
+        assert r["steps_per_epoch"] == -(-1024 // r["batch"]) and r["epoch_s"] > 0 and r["ops_per_step"] > 10
+        assert 0 < r["read_every_step_ratio"] < 100 and r["steps_per_s"] == r["steps_per_epoch"] / r["epoch_s"]
+    assert result["launch_us"] > 0 and "run" not in result
+    assert gpu.format_table(result) in capsys.readouterr().out

@@ -111,6 +111,37 @@ def test_with_clipping_a_nan_gradient_is_never_applied(model, small):
     assert ts.unchanged(model, before)
 
 
+def test_reading_the_loss_once_an_epoch_trains_the_same_weights(model, small):
+    """What a GPU does by default (no host read each step) changes when the loss is read, not what is trained."""
+    start = ts.snapshot(model)
+    runs = []
+    for every_step in (True, False):
+        model.load_state_dict(start)
+        ts.seed_everything(0)
+        h = ts.finetune(model, small[0], epochs=2, batch_size=256, clip_grad_norm=5.0, read_every_step=every_step,
+                        augment=True, seed=0, **QUICK)  # fmt: skip
+        runs.append((ts.snapshot(model), h["train_loss"], h["grad_norm_max"]))
+    assert ts.unchanged(model, runs[0][0]) and runs[0][1:] == runs[1][1:]
+    assert not ts.unchanged(model, start)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])  # fmt: skip
+def test_read_once_an_epoch_a_nan_step_is_rolled_back_with_its_epoch(model, small, device):
+    """On a GPU (the default there, or asked for) a NaN step is seen after the epoch and the epoch undone."""
+    assert ts.loop.reads_every_step(ts.LoopSettings(), torch.device(device)) == (device == "cpu")
+    before = ts.snapshot(model)
+    with pytest.raises(ts.TrainingDiverged, match=r"loss became nan in epoch 1 at step 1 \(read after the epoch's "
+                       r"last step\); the weights were put back.*gradient was not finite"):  # fmt: skip
+        ts.finetune(model, small[0], epochs=1, criterion=nan_gradient, batch_size=256, read_every_step=False,
+                    device=device, progress=False)  # fmt: skip
+    assert finite(model) and ts.unchanged(model.cpu(), before)
+    with pytest.raises(ts.TrainingDiverged, match=r"the gradient became nan in epoch 1 at step 0 \(read after"):
+        ts.finetune(model, small[0], epochs=1, criterion=nan_gradient, clip_grad_norm=1.0, batch_size=256,
+                    read_every_step=False, device=device, progress=False)  # fmt: skip
+    assert finite(model) and ts.unchanged(model.cpu(), before)
+
+
 def test_non_finite_inputs_are_blamed_on_the_data_not_the_learning_rate(model, small):
     """A NaN that appears inside training (here from a broken augmentation) is named as the data."""
     spoil = lambda xb: xb.masked_fill(torch.arange(xb.shape[1]) == 3, float("nan"))  # noqa: E731

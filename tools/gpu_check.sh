@@ -5,7 +5,8 @@
 # that folder beside the checkout.
 #   bash tools/gpu_check.sh [WHEELS]        (default: .whl)
 # Steps: the CUDA unit tests; the whole unit suite with the GPU present; every notebook executed on
-# CUDA (device="auto" picks it, as on a Colab GPU runtime), its Checks included; the pipeline on CUDA.
+# CUDA (device="auto" picks it, as on a Colab GPU runtime), its Checks included; the pipeline on CUDA;
+# the GPU benchmark (benchmarks/gpu.py; its JSON goes to $OUT when set, the device tool's output folder).
 # The bundled MNIST subset is used unless TWOSTAGE_DATA names the full files. Exit status: failures.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,5 +37,7 @@ step unit_suite python3 -m pytest tests -q -p no:cacheprovider --ignore=tests/te
   --ignore=tests/test_floors.py --ignore=tests/test_browser.py --ignore=tests/test_packaging.py -k "not resolve"
 step notebooks python3 tools/execute_notebooks.py --check-only
 step run python3 -m twostage_lib run --device cuda --no-progress
+# the GPU figures (benchmarks/README.md, "The GPU"): per-stage epochs, the launch floor, the whole run
+step gpu_bench python3 -m benchmarks.gpu --json "${OUT:-.}/gpu.json"
 printf '%s\n' "${summary[@]}"
 exit "$failed"

@@ -2,10 +2,9 @@
 
 Spectral clustering (Shi and Malik 2000; Ng, Jordan and Weiss 2002): the graph's leading
 eigenvectors give every image a few coordinates in which the graph's well-connected groups are far
-apart; k-means there finds the groups. No label is read. The labels only *name* the clusters, each
-class one cluster, chosen so that the names carry as much of the labels' propagated score as
-possible (``best_assignment``), which is why one unlucky labelled image cannot misname a cluster
-that another class's label claims more strongly (notebook 10).
+apart; k-means there finds the groups. No label is read. The labels only *name* the clusters, by
+the propagated scores their images carry (``best_naming``): a name comes from thousands of images'
+scores, not from the one labelled image nearest it (notebook 10).
 """
 
 from __future__ import annotations
@@ -65,24 +64,24 @@ def _kmeans_plus_plus(points, k, generator):
     return centres
 
 
-def best_assignment(score) -> list:
-    """The one-to-one assignment of rows to columns of the square ``score`` (k, k) with the largest
-    total: ``result[row]`` is its column. Exact, by dynamic programming over the sets of columns
-    taken (k * 2^k steps: instant for 10 classes); refused above 16."""
-    k = whole("k", len(score))
-    if tuple(score.shape) != (k, k) or k > 16:
-        raise ValueError(f"best_assignment needs a square score of at most 16 x 16, got {tuple(score.shape)}")
-    rows = score.tolist()
-    best = {0: (0.0, ())}  # the columns taken (a bit mask) -> the best total and its columns
-    for row in rows:
+def best_naming(mass) -> list:
+    """Names for clusters: ``mass`` (clusters, classes) holds each cluster's summed score for each
+    class; ``result[cluster]`` is its class. Of the namings in which every class names at least one
+    cluster, the one whose names carry the most score: exact, by dynamic programming over the sets
+    of classes named so far (clusters * classes * 2^classes steps: instant for 10); refused above 16
+    classes or with fewer clusters than classes."""
+    clusters, classes = mass.shape
+    if classes > 16 or clusters < classes:
+        raise ValueError(
+            f"best_naming needs at least as many clusters as classes, at most 16 classes; got {tuple(mass.shape)}"
+        )
+    best = {0: (0.0, ())}  # the classes named so far (a bit mask) -> the best total and its names
+    for row in mass.tolist():
         reached = {}
-        for taken, (total, columns) in best.items():
-            for column in range(k):
-                if taken >> column & 1:
-                    continue
-                key = taken | 1 << column
-                candidate = (total + row[column], (*columns, column))
-                if key not in reached or candidate[0] > reached[key][0]:
-                    reached[key] = candidate
+        for named, (total, names) in best.items():
+            for c in range(classes):
+                key = named | 1 << c
+                if key not in reached or total + row[c] > reached[key][0]:
+                    reached[key] = (total + row[c], (*names, c))
         best = reached
-    return list(best[(1 << k) - 1][1])
+    return list(best[(1 << classes) - 1][1])

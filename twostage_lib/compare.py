@@ -279,6 +279,7 @@ class Study:
         the head on them, then self-training with them as its labelled set."""
         start = time.perf_counter()
         spread = propagated_labels(model, data, unlabelled, seed=seed, device=self.loop.device)
+        self.log(f"  labels spread to {len(spread) - len(data):,} of {len(unlabelled):,} unlabelled images")
         self.done(
             train_stage2(
                 model,

@@ -21,6 +21,12 @@ GRADIENT_CAUSE = (
     "undefined at some input (sqrt or log of 0, a division by 0) in the loss or the model."
 )
 
+LOSS_OR_GRADIENT_CAUSE = (
+    "Read after the epoch, the step before it may be the cause: the learning rate is probably too high "
+    "(try one 3-10x lower, or gradient clipping), or that step's gradient was not finite (sqrt or log of 0, "
+    "a division by 0, in the loss or the model)."
+)
+
 
 class DivergenceGuard:
     """Keeps NaN and infinity out of the weights. Each step: a loss that is not finite (and, when
@@ -62,6 +68,21 @@ class DivergenceGuard:
     def check_gradient(self, norm, x):
         if not math.isfinite(norm):
             self.diverged(f"the gradient became {norm}", x, "", GRADIENT_CAUSE)
+
+    def check_steps(self, losses, norms=None):
+        """After an epoch whose losses (and gradient norms, with clipping) were read once, at its end:
+        the first step where one was not finite stops training, the epoch rolled back."""
+        if self.first is None and losses:
+            self.first = losses[0]
+        for step, value in enumerate(losses):
+            self.step = step
+            bad = {"loss": value} if not math.isfinite(value) else {}
+            if not bad and norms is not None and not math.isfinite(norms[step]):
+                bad = {"gradient": norms[step]}
+            if bad:
+                ((what, number),) = bad.items()
+                cause = GRADIENT_CAUSE if what == "gradient" else (LOSS_OR_GRADIENT_CAUSE if step else None)
+                self.diverged(f"the {what} became {number}", None, " (read after the epoch's last step)", cause)
 
     def check_weights(self):
         """After an epoch's last step: the weights are finite and not a million times larger."""

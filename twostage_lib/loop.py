@@ -116,6 +116,7 @@ class LoopSettings:
     writer: object = None  # a TensorBoard SummaryWriter or a log folder
     callback: Callable | None = None  # callback(record) after every epoch; returning True stops training
     stop: threading.Event | None = None  # once set (a signal handler, another thread): stop after this step
+    read_every_step: bool | None = None  # the loss read on the host each step; None: on a CPU (free), not on a GPU
 
 
 LOOP_FIELDS = tuple(f.name for f in fields(LoopSettings))
@@ -165,44 +166,61 @@ def make_scheduler(name, optimizer, epochs, steps_per_epoch, step_size=None, gam
     raise ValueError(f"unknown scheduler {name!r}; choose 'step', 'cosine', None or pass an LR scheduler")
 
 
+def reads_every_step(settings, device) -> bool:
+    """Whether the loop reads each step's loss on the host before the update (a NaN then never moves a
+    weight). On a CPU the value is there, free; on a GPU each read waits for the GPU to finish the
+    step, so the loss is kept on the device and read once, after the epoch (docs/decisions.md)."""
+    if settings.read_every_step is not None:
+        return bool(settings.read_every_step)
+    return device.type == "cpu"
+
+
 def train_epoch(optimizer, batches, loss_fn, guard, settings, *, augment=None, step_scheduler=None, mixed=False):
     """One pass over ``batches``; returns its record (mean training loss, learning rates, gradient norms).
-    ``guard`` (a DivergenceGuard) sees each step's loss and gradient before the weights move."""
+    ``guard`` (a DivergenceGuard) sees each step's loss and gradient before the weights move, or, where
+    the loss is not read every step (``reads_every_step``), every step's after the epoch."""
     params = guard.params
     device = params[0].device
     clip = settings.clip_grad_norm
-    total = 0.0
-    seen = 0
+    every_step = reads_every_step(settings, device)
+    losses = torch.empty(len(batches), device=device)  # each step's, kept where they are made
+    norms = torch.empty(len(batches), device=device) if clip is not None else None
+    sizes = []
     norm_sum = torch.zeros((), device=device)
     norm_max = torch.zeros((), device=device)
     for step, (x, y) in enumerate(batches):
+        guard.step = step
         # forward, in bfloat16 where the precision policy chose it
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
             x = augment(x) if augment is not None else x
             loss = loss_fn(x, y)
         if step == 0:
             scalar_loss(loss, f"{guard.stage}'s loss")
-        # read the loss on the host every step: a NaN never moves a weight (docs/decisions.md)
-        value = loss.item()
-        guard.check_loss(value, step, x)
+        losses[step] = loss.detach()
+        if every_step:  # read on the host: a NaN never moves a weight (docs/decisions.md)
+            guard.check_loss(loss.item(), step, x)
         # backward, clip (a non-finite gradient norm then stops training before the update)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(params, clip)  # the norm before clipping
-            guard.check_gradient(norm.item(), x)
+            norms[step] = norm
+            if every_step:
+                guard.check_gradient(norm.item(), x)
             norm_sum += norm
             norm_max = torch.maximum(norm_max, norm)
         # update
         optimizer.step()
         if step_scheduler is not None:
             step_scheduler.step()
-        total += value * len(x)
-        seen += len(x)
+        sizes.append(len(x))
         if settings.stop is not None and settings.stop.is_set():  # e.g. the command line's first Ctrl-C
             raise KeyboardInterrupt
+    values = losses[: len(sizes)].tolist()  # the epoch's losses, read once
+    if not every_step:
+        guard.check_steps(values, None if norms is None else norms[: len(sizes)].tolist())
     lrs = [g["lr"] for g in optimizer.param_groups]  # used this epoch
-    record = {"train_loss": total / max(seen, 1), "lr": lrs[-1], "lrs": lrs}
+    record = {"train_loss": sum(v * n for v, n in zip(values, sizes)) / max(sum(sizes), 1), "lr": lrs[-1], "lrs": lrs}
     if clip is not None:
         record["grad_norm_mean"] = norm_sum.item() / max(len(batches), 1)
         record["grad_norm_max"] = norm_max.item()

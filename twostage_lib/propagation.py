@@ -6,7 +6,10 @@ Bousquet, Lal, Weston and Schölkopf 2004): each step, every image takes a weigh
 neighbours' scores and keeps a little of its own label, if it has one. After enough steps the
 labels have reached every image the graph connects, following the shape of the data rather than
 the distance to one labelled example. The clusters of the same graph (``clusters.py``) check the
-spread labels: an image is kept only where both agree.
+spread labels: an image is kept only where both agree. A digit written two ways may split into
+two clusters, and two digits that touch may then share one: a class is then named for a cluster it
+does not hold, and a digit is lost. That shows without a label, and more clusters mend it
+(``named_clusters``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .checks import number, whole
-from .clusters import best_assignment, kmeans, spectral_embedding
+from .clusters import best_naming, kmeans, spectral_embedding
 from .evaluation import evaluating
 from .recipe import PROPAGATE
 from .runtime import select_device
@@ -86,14 +89,15 @@ def spread_labels(
     iterations=PROPAGATE.iterations,
     dims=PROPAGATE.dims,
     restarts=PROPAGATE.restarts,
+    most_clusters_per_class=PROPAGATE.most_clusters_per_class,
     seed=0,
     device=None,
 ) -> tuple:
     """``(index, labels)``: the images of ``unlabelled`` (positions in it) on which two guesses made
     from ``model.stage1``'s features agree, and their labels. The guesses: the labels propagated to
-    the image, and the name of its cluster (spectral clustering, each cluster named by the
-    propagated labels it holds; ``clusters.py``). ``unlabelled``'s own labels, if it has any, are
-    never read. The settings' defaults and why: ``PROPAGATE`` (recipe.py)."""
+    the image, and the name of its cluster (spectral clustering, clusters named by the propagated
+    labels: ``named_clusters``). ``unlabelled``'s own labels, if it has any, are never read. The
+    settings' defaults and why: ``PROPAGATE`` (recipe.py)."""
     device = select_device(device)
     model.to(device)
     xl, yl = as_tensors(labelled, device)
@@ -101,16 +105,34 @@ def spread_labels(
     if len(xl) == 0 or len(xu) == 0:
         raise ValueError("label propagation needs labelled and unlabelled images; one of the two is empty")
     num_classes = int(yl.max()) + 1
+    most = whole("most_clusters_per_class", most_clusters_per_class)
     with evaluating(model), torch.no_grad():
         features = torch.cat([stage1_features(model, xl), stage1_features(model, xu)]).float()
     graph = knn_graph(features, k, power)
     scores = propagate(graph, torch.arange(len(xl), device=device), yl, num_classes, alpha, iterations)
     scores = balanced(scores, torch.bincount(yl, minlength=num_classes).float() / len(yl))
-    cluster = kmeans(spectral_embedding(graph, dims, seed), num_classes, restarts, seed=seed)
-    mass = torch.zeros(num_classes, num_classes, device=device).index_add_(0, cluster, scores)
-    named = torch.tensor(best_assignment(mass), device=device)[cluster]
-    agree = (named == scores.argmax(1))[len(xl) :].nonzero().squeeze(1)
-    return agree, named[len(xl) :][agree]
+    named = named_clusters(spectral_embedding(graph, dims, seed), scores, most, restarts, seed)
+    guess = scores.argmax(1)
+    index = (named == guess)[len(xl) :].nonzero().squeeze(1)
+    return index, guess[len(xl) :][index]
+
+
+def named_clusters(
+    points, scores, most_per_class=PROPAGATE.most_clusters_per_class, restarts=PROPAGATE.restarts, seed=0
+):
+    """Each image's cluster's name (n,): k-means of ``points`` (n, d) into one cluster a class,
+    named by ``best_naming`` from the propagated ``scores`` (n, classes). Where that forces a name
+    on a cluster that most of its score gives another class (a digit split in two, two others
+    merged), cluster again with one more cluster a class, up to ``most_per_class``; several
+    clusters may then share a name. No label is read but through ``scores``."""
+    classes = scores.shape[1]
+    for per_class in range(1, most_per_class + 1):
+        cluster = kmeans(points, per_class * classes, restarts, seed=seed)
+        mass = torch.zeros(per_class * classes, classes, device=scores.device).index_add_(0, cluster, scores)
+        names = torch.tensor(best_naming(mass), device=scores.device)
+        if torch.equal(names, mass.argmax(1)):  # each cluster named for what most of it holds
+            break
+    return names[cluster]
 
 
 def propagated_labels(model, labelled, unlabelled, *, seed=0, device=None, settings=None) -> TensorData:

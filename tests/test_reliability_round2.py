@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,17 @@ def test_an_unreadable_or_old_file_is_a_reason_to_train_not_a_crash(checkpoints,
     _, how = course.stage1_model(train, objective="autoencoder", epochs=1)
     assert "does not record its lr (saved by an older version)" in how
     assert course.stage1_seconds(train, "autoencoder", 1) > 0  # the new file is the one it reads
+
+
+def test_the_study_stage_1_is_trained_and_saved_when_its_file_is_absent(tmp_path, bundled, monkeypatch):
+    """Notebook 10 without results/stage1_contrastive_study_s0.pt: trained (here 2 epochs of 600 images), then loaded."""
+    monkeypatch.setattr(course, "STUDY", replace(course.STUDY, stage1_epochs={"contrastive": 2}))
+    data = ts.from_tensors(bundled.train.images[:600], bundled.train.labels[:600])
+    path = tmp_path / "study.pt"
+    model, how = course.study_stage1(data, path)
+    assert how.startswith("trained in") and path.is_file(), how
+    again, how = course.study_stage1(data, path)
+    assert how.startswith("loaded from") and ts.unchanged(again, ts.snapshot(model))
 
 
 def test_stage1_seconds_reads_only_the_stage_1_that_would_be_loaded(checkpoints, small):

@@ -170,7 +170,7 @@ def study_stage1(data, path, seed=0, progress=False):
         return model, f"loaded from {path} ({saved['config'].get('what', 'a saved stage 1')})"
     train, _ = validation_split(data.train, holdout_size(len(data.train)), seed=seed)
     seed_everything(seed)
-    model = TwoStageNetwork(in_features=data.num_features)
+    model = TwoStageNetwork(in_features=data.train.num_features)
     epochs = STUDY.stage1_epochs["contrastive"]
     history = train_stage1(
         model,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import resource
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -39,3 +43,21 @@ def path_key(batch_size, precision):
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_process(*flags, env=None) -> dict:
+    """The whole ``python -m twostage_lib run`` process with ``flags``, as a learner runs it: its wall
+    time (import and start included), the training time it reports, its accuracy and its table."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "report.json"
+        command = [sys.executable, "-m", "twostage_lib", "run", "--no-progress", *flags, "--json", str(path)]
+        start = time.perf_counter()
+        out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - start
+        report = json.loads(path.read_text())
+    return {
+        "wall_seconds": wall,
+        "training_seconds": report["total_seconds"],
+        "final_accuracy": report["final_test_accuracy"],
+        "table": out.stdout,
+    }

@@ -18,16 +18,15 @@ import argparse
 import json
 import math
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 import twostage_lib as ts
-from twostage_lib.recipe import DEFAULT, RUN
+from benchmarks.common import DEFAULT_BATCH, run_process
+from twostage_lib.recipe import RUN
 from twostage_lib.runtime import describe_machine, select_device
 
 HERE = Path(__file__).resolve().parent
@@ -54,12 +53,14 @@ def sync(device):
 
 def train(stage, model, data, device, epochs, every_step):
     """One stage's run at the library's defaults; returns its History."""
-    loop = dict(epochs=epochs, device=device, progress=False, read_every_step=every_step)
+    loop = dict(
+        epochs=epochs, batch_size=DEFAULT_BATCH[stage], device=device, progress=False, read_every_step=every_step
+    )
     if stage == "stage1":
-        return ts.train_stage1(model, data, objective="contrastive", lr=RUN.lr, batch_size=DEFAULT.batch_size, **loop)
+        return ts.train_stage1(model, data, objective="contrastive", lr=RUN.lr, **loop)
     if stage == "stage2":
-        return ts.train_stage2(model, data, lr=RUN.lr_stage2, batch_size=DEFAULT.batch_size_stage2, **loop)
-    return ts.finetune(model, data, lr=RUN.lr, augment=True, batch_size=DEFAULT.batch_size, **loop)
+        return ts.train_stage2(model, data, lr=RUN.lr_stage2, **loop)
+    return ts.finetune(model, data, lr=RUN.lr, augment=True, **loop)
 
 
 def timed(stage, model, data, device, epochs, every_step) -> dict:
@@ -101,7 +102,7 @@ def measure_stage(stage, data, device, epochs, rounds) -> dict:
     ts.seed_everything(0)
     start = ts.TwoStageNetwork(in_features=data.train.num_features).to(device)
     train_data = data.train
-    batch = {"stage1": DEFAULT.batch_size, "stage2": DEFAULT.batch_size_stage2, "finetune": DEFAULT.batch_size}[stage]
+    batch = DEFAULT_BATCH[stage]
     runs = {True: [], False: []}
     for _ in range(rounds):
         for every_step in (True, False):
@@ -129,18 +130,6 @@ def measure_stage(stage, data, device, epochs, rounds) -> dict:
     }
 
 
-def whole_run(device) -> dict:
-    """``python -m twostage_lib run`` as a process: wall time, its own training time, its accuracy."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run.json"
-        start = time.perf_counter()
-        command = [sys.executable, "-m", "twostage_lib", "run", "--device", str(device), "--no-progress"]
-        subprocess.run([*command, "--json", str(out)], check=True, capture_output=True)
-        wall = time.perf_counter() - start
-        report = json.loads(out.read_text())
-    return {"process_s": wall, "training_s": report["total_seconds"], "accuracy": report["final_test_accuracy"]}
-
-
 def format_table(result) -> str:
     launch = result["launch_us"]
     lines = [
@@ -160,8 +149,8 @@ def format_table(result) -> str:
         run = result["run"]
         lines += [
             "",
-            f"`python -m twostage_lib run`: {run['process_s']:.1f} s as a process, {run['training_s']:.1f} s "
-            f"inside it, test accuracy {run['accuracy']:.2%}.",
+            f"`python -m twostage_lib run`: {run['wall_seconds']:.1f} s as a process, {run['training_seconds']:.1f} s "
+            f"inside it, test accuracy {run['final_accuracy']:.2%}.",
         ]
     return "\n".join(lines)
 
@@ -190,7 +179,7 @@ def main(argv=None) -> int:
         "stages": [measure_stage(s, data, device, args.epochs, args.rounds) for s in STAGES],
     }
     if not args.quick:
-        result["run"] = whole_run(device)
+        result["run"] = {k: v for k, v in run_process("--device", str(device)).items() if k != "table"}
     Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     print(format_table(result))
     return 0

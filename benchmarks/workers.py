@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 
 import torch
 
 from .blog_loop import BlogLoop, blog_loader, blog_step, worker_blog
-from .common import BLOG_BATCH, DEFAULT_BATCH, HERE, PRECISIONS, data_root, path_key
+from .common import BLOG_BATCH, DEFAULT_BATCH, PRECISIONS, data_root, path_key, run_process
 from .hardware import worker_ceiling
 
 
@@ -213,19 +210,7 @@ def worker_to98_pipeline(precision="auto"):
 
 def worker_cli():
     """The whole `python -m twostage_lib run` process, wall time, as a learner runs it."""
-    start = time.perf_counter()
-    env = dict(os.environ, TWOSTAGE_DATA=str(data_root()))
-    out = subprocess.run(
-        [sys.executable, "-m", "twostage_lib", "run", "--no-progress", "--json", str(HERE / "cli_report.json")],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    wall = time.perf_counter() - start
-    report = json.loads((HERE / "cli_report.json").read_text())
-    (HERE / "cli_report.json").unlink()
-    return {"wall_seconds": wall, "final_accuracy": report["final_test_accuracy"], "table": out.stdout}
+    return run_process(env=dict(os.environ, TWOSTAGE_DATA=str(data_root())))
 
 
 WORKERS = {

@@ -97,7 +97,8 @@ def test_an_unreadable_or_old_file_is_a_reason_to_train_not_a_crash(checkpoints,
 
 
 def test_the_study_stage_1_is_trained_and_saved_when_its_file_is_absent(tmp_path, bundled, monkeypatch):
-    """Notebook 10 without results/stage1_contrastive_study_s0.pt: trained (here 2 epochs of 600 images), then loaded."""
+    """Notebook 10 without results/stage1_contrastive_study_s0.pt: trained (here 2 epochs of 600 images),
+    saved, then loaded."""
     monkeypatch.setattr(course, "STUDY", replace(course.STUDY, stage1_epochs={"contrastive": 2}))
     data = ts.from_tensors(bundled.train.images[:600], bundled.train.labels[:600])
     path = tmp_path / "study.pt"

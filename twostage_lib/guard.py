@@ -75,14 +75,14 @@ class DivergenceGuard:
         if self.first is None and losses:
             self.first = losses[0]
         for step, value in enumerate(losses):
+            norm = norms[step] if norms is not None else 0.0
+            if math.isfinite(value) and math.isfinite(norm):
+                continue
             self.step = step
-            bad = {"loss": value} if not math.isfinite(value) else {}
-            if not bad and norms is not None and not math.isfinite(norms[step]):
-                bad = {"gradient": norms[step]}
-            if bad:
-                ((what, number),) = bad.items()
-                cause = GRADIENT_CAUSE if what == "gradient" else (LOSS_OR_GRADIENT_CAUSE if step else None)
-                self.diverged(f"the {what} became {number}", None, " (read after the epoch's last step)", cause)
+            late = " (read after the epoch's last step)"
+            if not math.isfinite(value):
+                self.diverged(f"the loss became {value}", None, late, LOSS_OR_GRADIENT_CAUSE if step else None)
+            self.diverged(f"the gradient became {norm}", None, late, GRADIENT_CAUSE)
 
     def check_weights(self):
         """After an epoch's last step: the weights are finite and not a million times larger."""

@@ -186,8 +186,6 @@ def train_epoch(optimizer, batches, loss_fn, guard, settings, *, augment=None, s
     losses = torch.empty(len(batches), device=device)  # each step's, kept where they are made
     norms = torch.empty(len(batches), device=device) if clip is not None else None
     sizes = []
-    norm_sum = torch.zeros((), device=device)
-    norm_max = torch.zeros((), device=device)
     for step, (x, y) in enumerate(batches):
         guard.step = step
         # forward, in bfloat16 where the precision policy chose it
@@ -203,12 +201,9 @@ def train_epoch(optimizer, batches, loss_fn, guard, settings, *, augment=None, s
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(params, clip)  # the norm before clipping
-            norms[step] = norm
+            norms[step] = torch.nn.utils.clip_grad_norm_(params, clip)  # the norm before clipping
             if every_step:
-                guard.check_gradient(norm.item(), x)
-            norm_sum += norm
-            norm_max = torch.maximum(norm_max, norm)
+                guard.check_gradient(norms[step].item(), x)
         # update
         optimizer.step()
         if step_scheduler is not None:
@@ -216,14 +211,16 @@ def train_epoch(optimizer, batches, loss_fn, guard, settings, *, augment=None, s
         sizes.append(len(x))
         if settings.stop is not None and settings.stop.is_set():  # e.g. the command line's first Ctrl-C
             raise KeyboardInterrupt
-    values = losses[: len(sizes)].tolist()  # the epoch's losses, read once
+    # the epoch's losses and gradient norms, read once
+    values = losses[: len(sizes)].tolist()
+    grad_norms = norms[: len(sizes)].tolist() if clip is not None else None
     if not every_step:
-        guard.check_steps(values, None if norms is None else norms[: len(sizes)].tolist())
+        guard.check_steps(values, grad_norms)
     lrs = [g["lr"] for g in optimizer.param_groups]  # used this epoch
     record = {"train_loss": sum(v * n for v, n in zip(values, sizes)) / max(sum(sizes), 1), "lr": lrs[-1], "lrs": lrs}
-    if clip is not None:
-        record["grad_norm_mean"] = norm_sum.item() / max(len(batches), 1)
-        record["grad_norm_max"] = norm_max.item()
+    if grad_norms:
+        record["grad_norm_mean"] = sum(grad_norms) / len(grad_norms)
+        record["grad_norm_max"] = max(grad_norms)
     return record
 
 

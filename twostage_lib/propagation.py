@@ -8,7 +8,7 @@ labels have reached every image the graph connects, following the shape of the d
 the distance to one labelled example. The clusters of the same graph (``clusters.py``) check the
 spread labels: an image is kept only where both agree. A digit written two ways may split into
 two clusters, and two digits that touch may then share one: a class is then named for a cluster it
-does not hold, and a digit is lost. That shows without a label, and more clusters mend it
+hardly holds, and a digit is lost. That shows without a label, and more clusters mend it
 (``named_clusters``).
 """
 
@@ -121,16 +121,19 @@ def named_clusters(
     points, scores, most_per_class=PROPAGATE.most_clusters_per_class, restarts=PROPAGATE.restarts, seed=0
 ):
     """Each image's cluster's name (n,): k-means of ``points`` (n, d) into one cluster a class,
-    named by ``best_naming`` from the propagated ``scores`` (n, classes). Where that forces a name
-    on a cluster that most of its score gives another class (a digit split in two, two others
-    merged), cluster again with one more cluster a class, up to ``most_per_class``; several
-    clusters may then share a name. No label is read but through ``scores``."""
+    named by ``best_naming`` from the propagated ``scores`` (n, classes). Where that names a cluster
+    for a class that holds under ``1 / classes`` of its score, no more than chance (a digit split in
+    two took that class's cluster, two others merged), cluster again with one more cluster a class,
+    up to ``most_per_class``; several clusters may then share a name. A name forced against weaker
+    odds stays: there the clusters overrule a propagation that leaked. No label is read but
+    through ``scores``."""
     classes = scores.shape[1]
     for per_class in range(1, most_per_class + 1):
         cluster = kmeans(points, per_class * classes, restarts, seed=seed)
         mass = torch.zeros(per_class * classes, classes, device=scores.device).index_add_(0, cluster, scores)
         names = torch.tensor(best_naming(mass), device=scores.device)
-        if torch.equal(names, mass.argmax(1)):  # each cluster named for what most of it holds
+        share = mass.gather(1, names.unsqueeze(1)).squeeze(1) / mass.sum(1).clamp(min=1e-12)
+        if bool((share >= 1 / classes).all()):  # every cluster holds its name better than chance
             break
     return names[cluster]
 

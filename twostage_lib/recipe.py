@@ -74,7 +74,7 @@ class Propagation:
     iterations: int = 150  # steps: 20 leave distant images unreached (docs/decisions.md)
     dims: int = 16  # spectral coordinates for the clustering: 10 merge digits, 16 separate them
     restarts: int = 10  # k-means restarts: the tightest of 10 is kept
-    most_clusters_per_class: int = 3  # clustered again with more when a cluster is named against its majority
+    most_clusters_per_class: int = 3  # clustered again with more when a cluster is named for a digit it hardly holds
 
 
 @dataclass(frozen=True)

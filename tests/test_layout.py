@@ -28,7 +28,7 @@ LAYERS = [
     {"objectives", "evaluation", "checkpoint", "guard"},
     {"loop"},
     {"training"},
-    {"propagation"},
+    {"propagation", "probes"},
     {"pipeline", "compare", "course", "widgets"},
     {"__main__", "__init__"},
 ]

@@ -14,6 +14,7 @@ from .loop import EarlyStopping, LoopSettings
 from .mnist import DataNotFoundError, load_mnist
 from .models import TransferTwoStageNetwork, TwoStageNetwork, WeightsUnavailableError, count_parameters
 from .objectives import Contrastive, original_loss
+from .probes import knn_probe, linear_probe
 from .propagation import propagated_labels, spread_labels
 from .runtime import has_fast_bf16, seed_everything, select_device, use_cpu_quota
 from .subsets import imbalanced, labels_per_class, validation_split
@@ -44,6 +45,8 @@ __all__ = [
     "augment",
     "strong_augment",
     "erase",
+    "linear_probe",
+    "knn_probe",
     # freezing and stage 2
     "freeze_stage1",
     "unfreeze_stage1",

@@ -3,7 +3,7 @@ the k-nearest-neighbour probe (twostage_lib/probes.py) with every label, on the 
 (``compare``'s settings: the training part of MNIST's training set, RUN's rate, a cosine
 schedule) trained for each length, over three seeds; notebook 09 shows the table.
 
-    python tools/probe_stage1.py              # 30 and 60 epochs, seeds 0-2: about 8 minutes on
+    python tools/probe_stage1.py              # 30 and 60 epochs, seeds 0-2: about 11 minutes on
                                               # 2 cores with fast bfloat16; writes
                                               # notebooks/results/probes.json
     python tools/probe_stage1.py --epochs 30 --seeds 0

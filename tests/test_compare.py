@@ -174,3 +174,19 @@ def test_merged_studies_take_each_cell_from_the_last_run_that_holds_it():
     assert merged["total_seconds"] == 120.0
     spread = C.format_spread(merged, "1").splitlines()
     assert spread[1].split() == ["m", "10", "90.0", "0.0", "90.0", "90.0"]
+
+
+def test_a_row_re_run_on_another_machine_is_named_with_it():
+    def study(methods, budgets, machine):
+        row = {b: {"mean": 0.5, "std": 0.0, "runs": [0.5] * 3, "seconds": 1.0} for b in budgets}
+        return {"methods": {m: dict(row) for m in methods}, "budgets": budgets, "seeds": [0, 1, 2],
+                "config": {"precisions_used": {}}, "interrupted": False, "total_seconds": 1.0,
+                "machine": machine}  # fmt: skip
+
+    epyc, xeon = ({"cpu": cpu, "cores": 2, "device": "cpu", "fast_bf16": True} for cpu in ("AMD EPYC", "Intel Xeon"))
+    every_row = study(["a", "b", "c"], ["1", "10"], epyc)
+    merged = C.merge_studies(every_row, study(["c"], ["10"], xeon))
+    assert merged["machine_by_budget"] == {"1": epyc, "10": epyc}  # most of the cells
+    assert merged["machine_by_row"] == {"c": {"10": xeon}}
+    again = C.merge_studies(merged, study(["a", "b"], ["10"], xeon))  # now most of 10's cells ran on the Xeon
+    assert again["machine_by_budget"] == {"1": epyc, "10": xeon} and again["machine_by_row"] == {}

@@ -116,3 +116,42 @@ def test_a_threshold_of_one_ignores_every_pseudo_label(start):
     """With threshold 1.0 almost nothing is confident enough: the unlabelled term stays near zero."""
     _, history = run(start, threshold=1.0, epochs=1)
     assert history["pseudo_rate"][-1] < 0.05
+
+
+@pytest.fixture(scope="module")
+def noisy(contrastive_pool):
+    """2,000 pool images labelled, a fifth of them with a wrong digit (the true one plus 1 to 9, mod
+    10): guessed labels, like propagation's but with more mistakes; and the shared stage 1 with a head
+    trained on them, as the study's propagation row trains one before self-training."""
+    net, pool = contrastive_pool
+    g = torch.Generator().manual_seed(0)
+    guessed = pool.subset(torch.randperm(len(pool), generator=g)[:2000])
+    truth = guessed.labels.clone()
+    wrong = torch.rand(len(truth), generator=g) < 0.2
+    guessed.labels = torch.where(wrong, (truth + torch.randint(1, 10, truth.shape, generator=g)) % 10, truth)
+    net = copy.deepcopy(net)
+    ts.seed_everything(0)
+    ts.train_stage2(net, guessed, epochs=20, lr=3e-3, batch_size=100, progress=False)
+    return net, guessed, truth, wrong
+
+
+def test_overrule_sets_aside_wrong_labels_more_than_right_ones(start, noisy):
+    """With a fifth of the labels wrong the model sets aside about a fifth of those it draws; with
+    the same images truly labelled, clearly fewer (the head learnt some of the wrong labels, so it
+    contradicts a few true ones). Without ``overrule`` every label is trusted and none is counted."""
+    pool = start[2]
+    net, guessed, truth, _ = noisy
+    right = guessed.subset(torch.arange(len(guessed)))
+    right.labels = truth
+    settings = dict(epochs=2, lr=1e-3, batch_size=32, unlabelled_ratio=4, progress=False)
+    on_guesses = ts.selftrain(copy.deepcopy(net), guessed, pool, overrule=0.6, **settings)["overruled"]
+    on_truth = ts.selftrain(copy.deepcopy(net), right, pool, overrule=0.6, **settings)["overruled"]
+    assert 0.12 < on_guesses[-1] < 0.3, on_guesses
+    assert on_guesses[-1] > on_truth[-1] + 0.05, (on_guesses, on_truth)
+    assert "overruled" not in ts.selftrain(copy.deepcopy(net), guessed, pool, **settings).last
+
+
+@pytest.mark.parametrize("overrule", [0.0, 1.5, float("nan"), "high"])
+def test_a_bad_overrule_is_refused(start, overrule):
+    with pytest.raises(ValueError, match="overrule must be a finite number <= 1.0 and > 0.0"):
+        run(start, overrule=overrule, epochs=1)

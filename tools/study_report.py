@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -22,6 +23,7 @@ START, END = "<!-- compare:start -->", "<!-- compare:end -->"
 SPREAD_FROM = 10  # runs: from this many, a cell shows the worst and best run instead of the std
 NOTES = {"contrastive+selftrain": "notebook 10", "contrastive+propagate": "notebook 10"}
 BOLD = {"contrastive+propagate"}
+MARK = "†"  # a row measured on another machine than its budget's
 # The study's first runs (3 seeds, every budget) predate the machine in the report; the README said it.
 LEGACY_MACHINE = {"cpu": "Intel Xeon", "fast_bf16": True, "cores": 2, "device": "cpu"}
 
@@ -37,7 +39,8 @@ def machine_name(machine) -> str:
     if machine is None:  # runs saved before `compare` recorded its machine (2026-12-05)
         machine = LEGACY_MACHINE
     bf16 = "with" if machine["fast_bf16"] else "without"
-    return f"{machine['cpu']} {bf16} fast bfloat16, {machine['cores']} cores, {machine['device'].upper()}"
+    cpu = re.sub(r"\((R|TM)\)|( CPU)? @ .*| Processor$", "", machine["cpu"])  # Intel(R) Xeon(R) Processor
+    return f"{cpu} {bf16} fast bfloat16, {machine['cores']} cores, {machine['device'].upper()}"
 
 
 def seeds_line(study) -> str:
@@ -66,10 +69,19 @@ def table(study) -> str:
         "| method | " + " | ".join(f"{b}/digit" for b in budgets) + " |",
         "|---|" + "---:|" * len(budgets),
     ]
+    elsewhere = study.get("machine_by_row", {})  # rows re-run on another machine at some budgets
     for method, row in study["methods"].items():
         name = f"**{method}**" if method in BOLD else method
-        name += f" ({NOTES[method]})" if method in NOTES else ""
+        notes = [NOTES[method]] if method in NOTES else []
+        notes += [MARK] if method in elsewhere else []
+        name += f" ({'; '.join(notes)})" if notes else ""
         lines.append(f"| {name} | " + " | ".join(cell(row[b]) if b in row else "-" for b in budgets) + " |")
+    for method, machines in elsewhere.items():
+        on = {}  # budgets grouped by machine
+        for b, m in machines.items():
+            on.setdefault(machine_name(m), []).append(b)
+        where = "; ".join(f"{', '.join(budgets)}/digit on {name}" for name, budgets in on.items())
+        lines += ["", f"{MARK} {method}: re-run alone, {where}."]
     return "\n".join(lines)
 
 

@@ -276,7 +276,8 @@ class Study:
 
     def propagate(self, model, objective, n, data, unlabelled, stage1_seconds, seed):
         """The labels spread over stage 1's neighbour graph and its clusters (``propagation.py``),
-        the head on them, then self-training with them as its labelled set."""
+        the head on them, then self-training with them as its labelled set, where the network may
+        overrule a spread label it confidently contradicts (``PROPAGATE.overrule``)."""
         start = time.perf_counter()
         spread = propagated_labels(model, data, unlabelled, seed=seed, device=self.loop.device)
         self.log(f"  labels spread to {len(spread) - len(data):,} of {len(unlabelled):,} unlabelled images")
@@ -291,7 +292,16 @@ class Study:
         )
         s = replace(self.loop, epochs=SELFTRAIN.epochs, scheduler=RUN.scheduler)
         h = self.done(
-            selftrain(model, spread, unlabelled, lr=self.lr, stage1_lr_scale=RUN.stage1_lr_scale, seed=seed, settings=s)
+            selftrain(
+                model,
+                spread,
+                unlabelled,
+                lr=self.lr,
+                stage1_lr_scale=RUN.stage1_lr_scale,
+                overrule=PROPAGATE.overrule,
+                seed=seed,
+                settings=s,
+            )
         )
         self.used.setdefault("propagate", {})[budget_name(n)] = h.precision
         self.record(f"{objective}+propagate", n, model, stage1_seconds + time.perf_counter() - start)
@@ -318,24 +328,35 @@ class Study:
 
 def merge_studies(*studies) -> dict:
     """One report from several runs of the study: each (method, budget) cell from the last report
-    that holds it, each budget's seed list (``seeds_by_budget``) and machine (``machine_by_budget``),
-    the times summed. For a study re-run at some budgets with more seeds
-    (``--labels-per-class 1 10 --seeds 0 ... 9``)."""
-    merged = {**studies[-1], "methods": {}, "seeds_by_budget": {}, "machine_by_budget": {}, "total_seconds": 0.0}
+    that holds it, each budget's seed list (``seeds_by_budget``) and machine (``machine_by_budget``:
+    the machine most of its cells ran on), the times summed. A cell that ran elsewhere (one row
+    re-run on another machine) is named in ``machine_by_row``, ``{method: {budget: machine}}``. For a
+    study re-run at some budgets with more seeds (``--labels-per-class 1 10 --seeds 0 ... 9``)."""
+    merged = {**studies[-1], "methods": {}, "seeds_by_budget": {}, "total_seconds": 0.0}
     order = [budget_name(n) for n in BUDGETS]
     budgets = {b for study in studies for b in study["budgets"]}
     merged["budgets"] = sorted(budgets, key=lambda b: order.index(b) if b in order else int(b))
-    used = {}
+    used, ran_on = {}, {}  # ran_on: {(method, budget): machine}
     for study in studies:
+        machines = {b: study.get("machine_by_budget", {}).get(b, study.get("machine")) for b in study["budgets"]}
         for method, row in study["methods"].items():
             merged["methods"].setdefault(method, {}).update(row)
+            for b in row:
+                ran_on[method, b] = study.get("machine_by_row", {}).get(method, {}).get(b, machines[b])
         for b in study["budgets"]:
             merged["seeds_by_budget"][b] = study.get("seeds_by_budget", {}).get(b, study["seeds"])
-            merged["machine_by_budget"][b] = study.get("machine_by_budget", {}).get(b, study.get("machine"))
         for kind, value in study["config"]["precisions_used"].items():
             used[kind] = {**used.get(kind, {}), **value} if isinstance(value, dict) else value
         merged["total_seconds"] += study.get("total_seconds", 0.0)
         merged["interrupted"] = merged.get("interrupted", False) or study["interrupted"]
+    merged["machine_by_budget"], merged["machine_by_row"] = {}, {}
+    for b in merged["budgets"]:
+        cells = [ran_on[m, b] for m in merged["methods"] if (m, b) in ran_on]
+        most = max(cells, key=cells.count)  # the first of the most common: rows keep their order
+        merged["machine_by_budget"][b] = most
+        for m in merged["methods"]:
+            if (m, b) in ran_on and ran_on[m, b] != most:
+                merged["machine_by_row"].setdefault(m, {})[b] = ran_on[m, b]
     merged["seeds"] = sorted({s for seeds in merged["seeds_by_budget"].values() for s in seeds})
     merged["config"] = {**studies[-1]["config"], "precisions_used": used}
     merged.pop("machine", None)  # one per budget now

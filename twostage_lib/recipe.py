@@ -75,6 +75,7 @@ class Propagation:
     dims: int = 16  # spectral coordinates for the clustering: 10 merge digits, 16 separate them
     restarts: int = 10  # k-means restarts: the tightest of 10 is kept
     most_clusters_per_class: int = 3  # clustered again with more when a cluster is named for a digit it hardly holds
+    overrule: float = 0.6  # self-training sets aside a spread label the network contradicts this confidently
 
 
 @dataclass(frozen=True)

@@ -298,6 +298,7 @@ def selftrain(
     unlabelled_ratio=SELFTRAIN.unlabelled_ratio,
     threshold=SELFTRAIN.threshold,
     unlabelled_weight=SELFTRAIN.unlabelled_weight,
+    overrule=None,
     val=None,
     seed=0,
     settings=None,
@@ -312,11 +313,16 @@ def selftrain(
     becomes its *pseudo-label*, and a strong view of the same image is trained towards it (weight
     ``unlabelled_weight``). Only ``labelled`` has its labels read; ``unlabelled``'s (if any) are
     never used. ``history["pseudo_rate"]`` is the share above the threshold.
+    ``overrule``, for guessed labels (``propagated_labels``): a label the model contradicts at least
+    this confidently on the gentle view is left out of that step's labelled loss (``None``: every
+    label trusted); ``history["overruled"]`` is the share of labelled images drawn left out.
     ``loop``: any field of ``LoopSettings`` (``epochs``, ``batch_size``, ``progress``, ...).
     """
     s = loop_settings("selftrain", settings, loop, SELFTRAIN.epochs, SELFTRAIN.batch_size)
     number("threshold", threshold, 0.0, 1.0)
     number("unlabelled_weight", unlabelled_weight, low=0.0)
+    if overrule is not None:
+        number("overrule", overrule, high=1.0, above=0.0)
     unlabelled_ratio = whole("unlabelled_ratio", unlabelled_ratio)
     batch_size = whole("batch_size", s.batch_size)
     if s.early_stopping is not None and val is None:
@@ -331,31 +337,45 @@ def selftrain(
     # with few labels FixMatch's 1 : ratio; with many, every label once an epoch (docs/decisions.md)
     labelled_batch = min(max(batch_size, math.ceil(len(xl) / len(batches))), len(xl))
     labelled_batches = _forever(Batches(xl, yl, labelled_batch, seed=seed))
-    seen = {"confident": torch.zeros((), device=device), "images": 0}  # summed on the device: no sync a step
+    tally = dict.fromkeys(("confident", "images", "overruled", "labelled"), 0)  # device sums: no sync a step
 
     def step_loss(xu_b, _):
         xl_b, yl_b = next(labelled_batches)
-        supervised = F.cross_entropy(model(augment_batch(xl_b, shape, generator=generator)), yl_b)
+        supervised = _labelled_loss(model(augment_batch(xl_b, shape, generator=generator)), yl_b, overrule, tally)
         with torch.no_grad():  # the pseudo-labels: the model's own confident answers on a gentle view
             confidence, pseudo = model(augment_batch(xu_b, shape, generator=generator)).float().softmax(1).max(1)
             mask = (confidence >= threshold).float()
         strong = model(strong_augment(xu_b, shape, generator=generator))
         consistency = (F.cross_entropy(strong.float(), pseudo, reduction="none") * mask).mean()
-        seen["confident"] += mask.sum()
-        seen["images"] += len(mask)
+        tally["confident"] += mask.sum()
+        tally["images"] += len(mask)
         return supervised + unlabelled_weight * consistency
 
     check = validator(model, val, device)
 
     def per_epoch():  # the share of confident pseudo-labels this epoch, and validation when asked
-        rate = {"pseudo_rate": seen["confident"].item() / max(seen["images"], 1)}
-        seen.update(confident=torch.zeros((), device=device), images=0)
+        rate = {"pseudo_rate": float(tally["confident"]) / max(tally["images"], 1)}
+        if overrule is not None:
+            rate["overruled"] = float(tally["overruled"]) / max(tally["labelled"], 1)
+        tally.update(dict.fromkeys(tally, 0))
         return {**rate, **(check() if check is not None else {})}
 
     optimizer = make_optimizer(_param_groups(model, lr, stage1_lr_scale), lr)
     history = fit("selftrain", model, optimizer, batches, step_loss, s, validate=per_epoch)
     model.eval()
     return history
+
+
+def _labelled_loss(logits, labels, overrule, tally):
+    """Cross-entropy on a labelled batch, less the labels ``overrule`` sets aside (counted in ``tally``)."""
+    if overrule is None:
+        return F.cross_entropy(logits, labels)
+    with torch.no_grad():
+        confidence, said = logits.float().softmax(1).max(1)
+        trusted = ((said == labels) | (confidence < overrule)).float()
+    tally["overruled"] += len(trusted) - trusted.sum()
+    tally["labelled"] += len(trusted)
+    return (F.cross_entropy(logits.float(), labels, reduction="none") * trusted).mean()
 
 
 def _param_groups(model, lr, stage1_lr_scale):

@@ -32,9 +32,27 @@ ROOT = Path(__file__).resolve().parents[1]
 
 NOTEBOOKS = ROOT / "notebooks"
 RESULTS = NOTEBOOKS / "results" / "budget.json"
-FIRST = "import resource, torch\n_after_import_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss"
-LAST = ("import json, resource\nprint('BUDGET', json.dumps({'after_import_mb': _after_import_kb / 1024, "
-        "'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))")  # fmt: skip
+# The kernel's first cell: import torch, note the peak RSS, and watch its anonymous memory (RssAnon:
+# tensors and Python objects, not the pages of library files the kernel maps) every 20 ms (Linux).
+FIRST = """import resource, threading, time, torch
+_after_import_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def _anon_kb():
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("RssAnon"))
+    except (OSError, StopIteration):
+        return None
+_anon = {"after_import": _anon_kb(), "peak": _anon_kb()}
+def _watch():
+    while _anon["peak"] is not None:
+        _anon["peak"] = max(_anon["peak"], _anon_kb() or 0)
+        time.sleep(0.02)
+threading.Thread(target=_watch, daemon=True).start()"""
+LAST = """import json, resource
+_anon["peak"] = max(_anon["peak"], _anon_kb() or 0) if _anon["peak"] is not None else None
+anon = {"anon_added_mb": (_anon["peak"] - _anon["after_import"]) / 1024} if _anon["peak"] is not None else {}
+print("BUDGET", json.dumps({"after_import_mb": _after_import_kb / 1024,
+                            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **anon}))"""
 RUN = """
 import sys, nbformat
 from nbclient import NotebookClient
@@ -90,14 +108,18 @@ def table(saved) -> str:
              f"{saved['first_optimizer_mb']:.0f} MB is PyTorch's own: building the first optimizer (or importing "
              "torchvision) imports torch._dynamo, sympy and triton in any kernel, measured alone in a bare process; "
              f"{saved['first_optimizer_no_triton_mb']:.0f} MB with the CPU build, which has no triton (measured "
-             "here with triton hidden).", "",
-             "| notebook | wall time | kernel peak RSS | after `import torch` | added by the notebook |",
-             "|---|---:|---:|---:|---:|"]  # fmt: skip
+             "here with triton hidden). The last column: the peak of the kernel's anonymous memory (its tensors "
+             "and objects, without the pages of library files it maps, which some machines count more of), read "
+             "every 20 ms, less what it held after `import torch`.", "",
+             "| notebook | wall time | kernel peak RSS | after `import torch` | added by the notebook | "
+             "of it anonymous |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for name, r in rows.items():
+        anon = f"{r['anon_added_mb']:.0f} MB" if "anon_added_mb" in r else "-"
         lines.append(f"| {name} | {r['seconds']:.0f} s | {r['peak_mb']:.0f} MB | {r['after_import_mb']:.0f} MB | "
-                     f"{r['added_mb']:.0f} MB |")  # fmt: skip
+                     f"{r['added_mb']:.0f} MB | {anon} |")  # fmt: skip
     total = sum(r["seconds"] for r in rows.values())
-    lines.append(f"| **series** | **{total:.0f} s** | | | |")
+    lines.append(f"| **series** | **{total:.0f} s** | | | | |")
     return "\n".join(lines)
 
 
@@ -110,8 +132,9 @@ def main(prefixes):
         for path in sorted(p for p in NOTEBOOKS.glob("*.ipynb") if not prefixes or p.name.startswith(tuple(prefixes))):
             rows[path.stem] = run(path, Path(workdir))
             r = rows[path.stem]
-            print(f"{path.stem:<28} {r['seconds']:6.1f} s  peak {r['peak_mb']:6.0f} MB  added {r['added_mb']:5.0f} MB",
-                  flush=True)  # fmt: skip
+            anon = f"  anonymous {r['anon_added_mb']:5.0f} MB" if "anon_added_mb" in r else ""
+            print(f"{path.stem:<28} {r['seconds']:6.1f} s  peak {r['peak_mb']:6.0f} MB  added {r['added_mb']:5.0f} MB"
+                  f"{anon}", flush=True)  # fmt: skip
         floor = first_optimizer_mb(Path(workdir))
         floor_cpu_build = first_optimizer_mb(Path(workdir), "no-triton")
     cpu = describe_machine(torch.device("cpu"))["cpu"]  # the CPU's name: timings differ between models

@@ -109,7 +109,7 @@ def table(saved) -> str:
              "torchvision) imports torch._dynamo, sympy and triton in any kernel, measured alone in a bare process; "
              f"{saved['first_optimizer_no_triton_mb']:.0f} MB with the CPU build, which has no triton (measured "
              "here with triton hidden). The last column: the peak of the kernel's anonymous memory (its tensors "
-             "and objects, without the pages of library files it maps, which some machines count more of), read "
+             "and objects, without the pages of library files it maps, whose count moves between runs), read "
              "every 20 ms, less what it held after `import torch`.", "",
              "| notebook | wall time | kernel peak RSS | after `import torch` | added by the notebook | "
              "of it anonymous |",

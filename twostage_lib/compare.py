@@ -290,7 +290,7 @@ class Study:
                 settings=self.settings(len(spread), STUDY.head_steps, scheduler=None),
             )
         )
-        s = replace(self.loop, epochs=SELFTRAIN.epochs, scheduler=RUN.scheduler)
+        s = replace(self.loop, epochs=PROPAGATE.epochs, scheduler=RUN.scheduler)
         h = self.done(
             selftrain(
                 model,

@@ -129,6 +129,7 @@ def test_the_propagation_row_runs_below_every_label(bundled, monkeypatch):
     import twostage_lib.compare as C
 
     monkeypatch.setattr(C, "SELFTRAIN", replace(C.SELFTRAIN, epochs=1))
+    monkeypatch.setattr(C, "PROPAGATE", replace(C.PROPAGATE, epochs=1))  # the row's own length
     monkeypatch.setattr(C, "STUDY", replace(C.STUDY, tune_steps=20, head_steps=20, min_epochs=1))
     train = bundled.train.subset(torch.arange(0, 10000, 4))  # 2,500 images: fast
     splits = Splits(train, bundled.test.subset(torch.arange(1000)), "mnist", "bundled", "test")

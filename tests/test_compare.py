@@ -134,11 +134,13 @@ def test_the_propagation_row_runs_below_every_label(bundled, monkeypatch):
     train = bundled.train.subset(torch.arange(0, 10000, 4))  # 2,500 images: fast
     splits = Splits(train, bundled.test.subset(torch.arange(1000)), "mnist", "bundled", "test")
     quick = dict(epochs_stage1={"contrastive": 2}, log=lambda *a: None)
-    study = run_study(splits, budgets=(2, None), seeds=(0,), objectives=("contrastive",),
+    # 10 labels per digit: with 2 the toy read 10-51% across torch versions and stage-1 lengths
+    # (2-5 epochs); with 10, 30-52% (torch 2.6 and 2.14, stage 1 of 2-5 epochs, AMD EPYC)
+    study = run_study(splits, budgets=(10, None), seeds=(0,), objectives=("contrastive",),
                       methods=["contrastive+propagate"], **quick)  # fmt: skip
     row = study["methods"]["contrastive+propagate"]
-    assert set(row) == {"2"} and row["2"]["mean"] > 0.3  # chance is 0.1
-    assert study["config"]["precisions_used"]["propagate"]["2"] in ("fp32", "bf16")
+    assert set(row) == {"10"} and row["10"]["mean"] > 0.25  # chance is 0.1
+    assert study["config"]["precisions_used"]["propagate"]["10"] in ("fp32", "bf16")
     assert format_study(study).splitlines()[1].split()[-1] == "-"
 
 

@@ -11,6 +11,9 @@ import torch
 import twostage_lib as ts
 from twostage_lib.clusters import best_naming, kmeans, spectral_embedding
 from twostage_lib.propagation import balanced, knn_graph, named_clusters, propagate
+from twostage_lib.recipe import PROPAGATE, SELFTRAIN
+from twostage_lib.tensors import Splits
+from twostage_lib.training import selftrain
 
 
 def blobs(per=60, classes=4, dims=8, seed=0):
@@ -156,3 +159,32 @@ def test_empty_data_is_refused(start):
     net, labelled, pool = start
     with pytest.raises(ValueError, match="one of the two is empty"):
         ts.spread_labels(net, labelled, pool.subset(torch.arange(0)))
+
+
+def test_the_ceiling_tool_gives_the_truth_to_the_oracle_only(bundled, monkeypatch):
+    """tools/spread_ceiling.py on a 2,500-image toy: the row and threshold-0 runs train on the
+    spread labels, the oracle on the same images with their true labels, so the two label sets
+    differ exactly where the spread labels are wrong; only threshold0 changes the threshold."""
+    from dataclasses import replace
+
+    from tools import spread_ceiling as tool
+
+    monkeypatch.setattr(tool, "PROPAGATE", replace(tool.PROPAGATE, epochs=1))
+    monkeypatch.setattr(tool, "STUDY", replace(tool.STUDY, head_steps=20, stage1_epochs={"contrastive": 2}))
+    given = {}
+
+    def spy(model, kept, unlabelled, **kw):
+        given[len(given)] = (kept.labels.clone(), kw["threshold"], kw["overrule"])
+        return selftrain(model, kept, unlabelled, **kw)
+
+    monkeypatch.setattr(tool.ts, "selftrain", spy)
+    data = Splits(bundled.train.subset(torch.arange(0, 10000, 4)), bundled.test.subset(torch.arange(1000)),
+                  "mnist", "bundled", "test")  # fmt: skip
+    out = tool.runs(data, 10, 0, tool.VARIANTS)
+    (row, t_row, o_row), (oracle, _, o_oracle), (zero, t_zero, _) = given.values()
+    wrong = int((row != oracle).sum())
+    assert wrong > 0  # the toy's spread labels are partly wrong (76% right), so the check bites
+    assert 0 < out["kept"] <= 1 and wrong == round((1 - out["right"]) * (len(row) - 100))
+    assert torch.equal(row[:100], oracle[:100]) and torch.equal(row, zero)  # the 100 given labels stay
+    assert (t_row, t_zero, o_row, o_oracle) == (SELFTRAIN.threshold, 0.0, PROPAGATE.overrule, None)
+    assert all(0 <= out[v] <= 1 for v in tool.VARIANTS)

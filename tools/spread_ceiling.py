@@ -1,0 +1,78 @@
+"""How far would right labels take ``contrastive+propagate``? The study's row at one label budget,
+and beside it, from the same stage 1 and the same kept images: the kept images with their true
+labels (an oracle: what the network and its training reach when the spread labels make no
+mistake) and the row with every pseudo-label counted (``threshold`` 0). Each run's kept share and
+how much of it is right are scored after the spreading, from labels the run never reads.
+docs/decisions.md, "How far right labels would go".
+
+    python tools/spread_ceiling.py             # 10 labels per digit, seeds 0-2, three variants:
+                                               # about 13 minutes on 2 cores with fast bfloat16
+    python tools/spread_ceiling.py --variants row oracle --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from dataclasses import replace
+
+import torch
+
+import twostage_lib as ts
+from twostage_lib.compare import Study
+from twostage_lib.loop import LoopSettings
+from twostage_lib.recipe import PROPAGATE, RUN, SELFTRAIN, STUDY
+from twostage_lib.runtime import describe_machine
+from twostage_lib.subsets import holdout_size
+from twostage_lib.tensors import as_tensors, image_shape_of
+
+VARIANTS = ("row", "oracle", "threshold0")
+
+
+def runs(data, n, seed, variants) -> dict:
+    """{variant: test accuracy} for one seed, and the spread labels' kept and right shares."""
+    train, _ = ts.validation_split(data.train, holdout_size(len(data.train)), seed=seed)
+    labelled = ts.labels_per_class(train, n, seed=seed)
+    study = Study(data.test, RUN.lr, LoopSettings(device="cpu", progress=False), print, [])
+    pretrained, _ = study.stage1(train, "contrastive", STUDY.stage1_epochs["contrastive"], seed)
+    index, spread = ts.spread_labels(pretrained, labelled, train, seed=seed)
+    xl, yl = as_tensors(labelled, "cpu")
+    xu, truth = as_tensors(train, "cpu")
+    truth = truth[index]  # scored here, never given to a run but the oracle
+    images = torch.cat([xl[0 : len(xl)], xu.index_select(0, index)]).reshape(-1, *image_shape_of(labelled, xl))
+    out = {"kept": len(index) / len(train), "right": (spread == truth).float().mean().item()}
+    for variant in variants:
+        model = copy.deepcopy(pretrained)
+        labels = torch.cat([yl, truth if variant == "oracle" else spread])
+        kept = ts.TensorData(images, labels, source=f"kept images, {variant} labels")
+        ts.train_stage2(model, kept, lr=RUN.lr, seed=seed,
+                        settings=study.settings(len(kept), STUDY.head_steps, scheduler=None))  # fmt: skip
+        ts.selftrain(
+            model, kept, train, lr=RUN.lr, stage1_lr_scale=RUN.stage1_lr_scale,
+            overrule=None if variant == "oracle" else PROPAGATE.overrule,
+            threshold=0.0 if variant == "threshold0" else SELFTRAIN.threshold, seed=seed,
+            settings=replace(study.loop, epochs=PROPAGATE.epochs, scheduler=RUN.scheduler),
+        )  # fmt: skip
+        out[variant] = ts.evaluate_model(model, data.test).accuracy
+        print(f"seed {seed}, {variant}: {out[variant]:.2%}", flush=True)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--labels-per-class", type=int, default=10)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--data-dir", default=None, help="folder holding MNIST/raw/ (default: $TWOSTAGE_DATA)")
+    args = parser.parse_args(argv)
+    ts.use_cpu_quota()
+    data = ts.load_mnist(args.data_dir)
+    print(describe_machine(ts.select_device("cpu")))
+    for seed in args.seeds:
+        r = runs(data, args.labels_per_class, seed, args.variants)
+        line = ", ".join(f"{v} {r[v]:.2%}" for v in args.variants)
+        print(f"seed {seed}: labels kept on {r['kept']:.1%} of the pool, right on {r['right']:.2%}; {line}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -167,17 +167,19 @@ def test_the_ceiling_tool_gives_the_truth_to_the_oracle_only(bundled, monkeypatc
     differ exactly where the spread labels are wrong; only threshold0 changes the threshold."""
     from dataclasses import replace
 
+    import twostage_lib.compare as C
     from tools import spread_ceiling as tool
 
-    monkeypatch.setattr(tool, "PROPAGATE", replace(tool.PROPAGATE, epochs=1))
-    monkeypatch.setattr(tool, "STUDY", replace(tool.STUDY, head_steps=20, stage1_epochs={"contrastive": 2}))
+    monkeypatch.setattr(C, "PROPAGATE", replace(C.PROPAGATE, epochs=1))
+    monkeypatch.setattr(C, "STUDY", replace(C.STUDY, head_steps=20))
+    monkeypatch.setattr(tool, "STUDY", replace(tool.STUDY, stage1_epochs={"contrastive": 2}))
     given = {}
 
     def spy(model, kept, unlabelled, **kw):
         given[len(given)] = (kept.labels.clone(), kw["threshold"], kw["overrule"])
         return selftrain(model, kept, unlabelled, **kw)
 
-    monkeypatch.setattr(tool.ts, "selftrain", spy)
+    monkeypatch.setattr(C, "selftrain", spy)  # the study's own head-then-selftrain (Study.train_on_spread)
     data = Splits(bundled.train.subset(torch.arange(0, 10000, 4)), bundled.test.subset(torch.arange(1000)),
                   "mnist", "bundled", "test")  # fmt: skip
     out = tool.runs(data, 10, 0, tool.VARIANTS)

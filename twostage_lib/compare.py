@@ -281,30 +281,32 @@ class Study:
         start = time.perf_counter()
         spread = propagated_labels(model, data, unlabelled, seed=seed, device=self.loop.device)
         self.log(f"  labels spread to {len(spread) - len(data):,} of {len(unlabelled):,} unlabelled images")
-        self.done(
-            train_stage2(
-                model,
-                spread,
-                lr=self.lr,
-                seed=seed,
-                settings=self.settings(len(spread), STUDY.head_steps, scheduler=None),
-            )
-        )
+        h = self.train_on_spread(model, spread, unlabelled, seed)
+        self.used.setdefault("propagate", {})[budget_name(n)] = h.precision
+        self.record(f"{objective}+propagate", n, model, stage1_seconds + time.perf_counter() - start)
+
+    def train_on_spread(
+        self, model, spread, unlabelled, seed, overrule=PROPAGATE.overrule, threshold=SELFTRAIN.threshold
+    ):
+        """The head on the spread labels, then self-training with them as the labelled set; returns
+        self-training's History. ``overrule`` and ``threshold`` are ``selftrain``'s, changed only by
+        the variants of ``tools/spread_ceiling.py``."""
+        head = self.settings(len(spread), STUDY.head_steps, scheduler=None)
+        self.done(train_stage2(model, spread, lr=self.lr, seed=seed, settings=head))
         s = replace(self.loop, epochs=PROPAGATE.epochs, scheduler=RUN.scheduler)
-        h = self.done(
+        return self.done(
             selftrain(
                 model,
                 spread,
                 unlabelled,
                 lr=self.lr,
                 stage1_lr_scale=RUN.stage1_lr_scale,
-                overrule=PROPAGATE.overrule,
+                overrule=overrule,
+                threshold=threshold,
                 seed=seed,
                 settings=s,
             )
         )
-        self.used.setdefault("propagate", {})[budget_name(n)] = h.precision
-        self.record(f"{objective}+propagate", n, model, stage1_seconds + time.perf_counter() - start)
 
     def settings(self, n, steps, scheduler=RUN.scheduler) -> LoopSettings:
         """The shared loop settings for a run on ``n`` labelled images: a batch of at most the recipe's,

@@ -144,8 +144,14 @@ def propagated_labels(model, labelled, unlabelled, *, seed=0, device=None, setti
     ``train_stage2`` or as ``selftrain``'s labelled set (notebook 10). ``settings``: a dict of
     ``spread_labels``'s settings (``k``, ``alpha``, ...), the recipe's where left out."""
     index, labels = spread_labels(model, labelled, unlabelled, seed=seed, device=device, **(settings or {}))
+    return kept_images(labelled, unlabelled, index, labels)
+
+
+def kept_images(labelled, unlabelled, index, labels, source="labelled images and propagated labels") -> TensorData:
+    """``labelled`` with its labels, then the images of ``unlabelled`` at ``index`` with ``labels``:
+    normalized images (mean 0, std 1) as a TensorData on the CPU."""
     device = labels.device
     xl, yl = as_tensors(labelled, device)
     xu, _ = as_tensors(unlabelled, device)
     images = torch.cat([xl[0 : len(xl)], xu.index_select(0, index)]).reshape(-1, *image_shape_of(labelled, xl))
-    return TensorData(images.cpu(), torch.cat([yl, labels]).cpu(), source="labelled images and propagated labels")
+    return TensorData(images.cpu(), torch.cat([yl, labels]).cpu(), source=source)

@@ -9,6 +9,8 @@ scores, not from the one labelled image nearest it (notebook 10).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -23,8 +25,19 @@ def spectral_embedding(graph, dims=PROPAGATE.dims, seed=0) -> torch.Tensor:
     if n < 3 * dims:
         raise ValueError(f"a {dims}-dimensional spectral embedding needs at least {3 * dims} images, got {n}")
     start = torch.randn(n, dims, generator=torch.Generator().manual_seed(seed)).to(graph.device)
-    _, vectors = torch.lobpcg(graph, k=dims, X=start, largest=True, niter=200, tol=1e-6)
+    _, vectors = torch.lobpcg(row_major(graph), k=dims, X=start, largest=True, niter=200, tol=1e-6)
     return F.normalize(vectors, dim=1)
+
+
+def row_major(graph) -> torch.Tensor:
+    """``graph`` in compressed sparse rows (CSR), the layout for repeated products with dense
+    matrices: several times faster than the coordinate list (COO) that ``knn_graph`` builds, for the
+    same sums to float rounding (docs/decisions.md, "Measured, not in docstrings")."""
+    if graph.layout != torch.sparse_coo:
+        return graph
+    with warnings.catch_warnings():  # PyTorch's note that CSR is in beta, once a process: not the learner's concern
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return graph.to_sparse_csr()
 
 
 def kmeans(points, k, restarts=PROPAGATE.restarts, iterations=100, seed=0) -> torch.Tensor:

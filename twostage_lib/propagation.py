@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .checks import number, whole
-from .clusters import best_naming, kmeans, spectral_embedding
+from .clusters import best_naming, kmeans, row_major, spectral_embedding
 from .evaluation import evaluating
 from .recipe import PROPAGATE
 from .runtime import select_device
@@ -63,6 +63,7 @@ def propagate(graph, index, labels, num_classes, alpha=PROPAGATE.alpha, iteratio
     y = torch.zeros(graph.shape[0], num_classes, device=graph.device)
     y[index, labels] = 1.0
     scores = y.clone()
+    graph = row_major(graph)
     for _ in range(iterations):
         scores = alpha * torch.sparse.mm(graph, scores) + (1 - alpha) * y
     return scores

@@ -180,9 +180,9 @@ def test_empty_data_is_refused(start):
 
 
 def test_the_ceiling_tool_gives_the_truth_to_the_oracle_only(bundled, monkeypatch):
-    """tools/spread_ceiling.py on a 2,500-image toy: the row and threshold-0.9 runs train on the
+    """tools/spread_ceiling.py on a 2,500-image toy: the row and threshold-0 runs train on the
     spread labels, the oracle on the same images with their true labels, so the two label sets
-    differ exactly where the spread labels are wrong; only threshold0.9 changes the threshold."""
+    differ exactly where the spread labels are wrong; only threshold0 changes the threshold."""
     from dataclasses import replace
 
     import twostage_lib.compare as C
@@ -201,11 +201,10 @@ def test_the_ceiling_tool_gives_the_truth_to_the_oracle_only(bundled, monkeypatc
     data = Splits(bundled.train.subset(torch.arange(0, 10000, 4)), bundled.test.subset(torch.arange(1000)),
                   "mnist", "bundled", "test")  # fmt: skip
     out = tool.runs(data, 10, 0, tool.VARIANTS)
-    (row, t_row, o_row), (oracle, t_oracle, o_oracle), (old, t_old, _) = given.values()
+    (row, t_row, o_row), (oracle, _, o_oracle), (zero, t_zero, _) = given.values()
     wrong = int((row != oracle).sum())
     assert wrong > 0  # the toy's spread labels are partly wrong (76% right), so the check bites
     assert 0 < out["kept"] <= 1 and wrong == round((1 - out["right"]) * (len(row) - 100))
-    assert torch.equal(row[:100], oracle[:100]) and torch.equal(row, old)  # the 100 given labels stay
-    assert (t_row, t_oracle, t_old) == (PROPAGATE.threshold, PROPAGATE.threshold, SELFTRAIN.threshold)
-    assert (o_row, o_oracle) == (PROPAGATE.overrule, None) and PROPAGATE.threshold != SELFTRAIN.threshold
+    assert torch.equal(row[:100], oracle[:100]) and torch.equal(row, zero)  # the 100 given labels stay
+    assert (t_row, t_zero, o_row, o_oracle) == (SELFTRAIN.threshold, 0.0, PROPAGATE.overrule, None)
     assert all(0 <= out[v] <= 1 for v in tool.VARIANTS)

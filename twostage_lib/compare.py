@@ -286,7 +286,7 @@ class Study:
         self.record(f"{objective}+propagate", n, model, stage1_seconds + time.perf_counter() - start)
 
     def train_on_spread(
-        self, model, spread, unlabelled, seed, overrule=PROPAGATE.overrule, threshold=PROPAGATE.threshold
+        self, model, spread, unlabelled, seed, overrule=PROPAGATE.overrule, threshold=SELFTRAIN.threshold
     ):
         """The head on the spread labels, then self-training with them as the labelled set; returns
         self-training's History. ``overrule`` and ``threshold`` are ``selftrain``'s, changed only by

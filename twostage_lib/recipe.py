@@ -77,7 +77,6 @@ class Propagation:
     most_clusters_per_class: int = 3  # clustered again with more when a cluster is named for a digit it hardly holds
     overrule: float = 0.6  # self-training sets aside a spread label the network contradicts this confidently
     epochs: int = 60  # self-training on the spread labels: 0.2 points over 30 epochs (docs/decisions.md)
-    threshold: float = 0.0  # every pseudo-label counts: 0.1 points over 0.9 at 1 and 10 labels (docs/decisions.md)
 
 
 @dataclass(frozen=True)

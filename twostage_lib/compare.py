@@ -281,16 +281,17 @@ class Study:
         start = time.perf_counter()
         spread = propagated_labels(model, data, unlabelled, seed=seed, device=self.loop.device)
         self.log(f"  labels spread to {len(spread) - len(data):,} of {len(unlabelled):,} unlabelled images")
-        h = self.train_on_spread(model, spread, unlabelled, seed)
+        h = self.train_on_spread(
+            model, spread, unlabelled, seed, overrule=PROPAGATE.overrule, threshold=SELFTRAIN.threshold
+        )
         self.used.setdefault("propagate", {})[budget_name(n)] = h.precision
         self.record(f"{objective}+propagate", n, model, stage1_seconds + time.perf_counter() - start)
 
-    def train_on_spread(
-        self, model, spread, unlabelled, seed, overrule=PROPAGATE.overrule, threshold=SELFTRAIN.threshold
-    ):
+    def train_on_spread(self, model, spread, unlabelled, seed, *, overrule, threshold):
         """The head on the spread labels, then self-training with them as the labelled set; returns
-        self-training's History. ``overrule`` and ``threshold`` are ``selftrain``'s, changed only by
-        the variants of ``tools/spread_ceiling.py``."""
+        self-training's History. ``overrule`` and ``threshold`` are ``selftrain``'s, given by each
+        caller when it calls (the row passes the recipe's, read then; ``tools/spread_ceiling.py``
+        its variants'), not bound when this module loads."""
         head = self.settings(len(spread), STUDY.head_steps, scheduler=None)
         self.done(train_stage2(model, spread, lr=self.lr, seed=seed, settings=head))
         s = replace(self.loop, epochs=PROPAGATE.epochs, scheduler=RUN.scheduler)

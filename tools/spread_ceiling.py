@@ -7,7 +7,8 @@ docs/decisions.md, "How far right labels would go".
 
     python tools/spread_ceiling.py             # 10 labels per digit, seeds 0-2, three variants:
                                                # about 13 minutes on 2 cores with fast bfloat16
-                                               # (50 s a stage 1, 68 s a variant)
+                                               # (50 s a stage 1, 68 s a variant, when the row
+                                               # self-trained 60 epochs; now PROPAGATE.epochs)
     python tools/spread_ceiling.py --variants row oracle --seeds 0
 """
 

@@ -62,7 +62,8 @@ def table(study) -> str:
         "where the machine has fast bfloat16, for stage 1, self-training, and for supervised "
         "training and fine-tuning from 10 labels per digit up; float32 for the small heads and for the 10-image "
         "steps of 1 label per digit), the runs merged with `python -m tools.study_report --merge`: "
-        f"{seeds_line(study)}; {study['total_seconds'] / 60:.0f} minutes in all. Test accuracy (%) on all "
+        f"{seeds_line(study)}; {study['total_seconds'] / 60:.0f} minutes of runs in all (every run merged in, "
+        "the superseded runs of a re-run row included). Test accuracy (%) on all "
         f"10,000 test images: the mean ± std over the seeds, or, from {SPREAD_FROM} seeds on, the mean "
         "(worst-best run):",
         "",

@@ -109,7 +109,7 @@ def spread_labels(
     most = whole("most_clusters_per_class", most_clusters_per_class)
     with evaluating(model), torch.no_grad():
         features = torch.cat([stage1_features(model, xl), stage1_features(model, xu)]).float()
-    graph = knn_graph(features, k, power)
+    graph = row_major(knn_graph(features, k, power))  # once here: propagate and the clusters take it as it is
     scores = propagate(graph, torch.arange(len(xl), device=device), yl, num_classes, alpha, iterations)
     scores = balanced(scores, torch.bincount(yl, minlength=num_classes).float() / len(yl))
     named = named_clusters(spectral_embedding(graph, dims, seed), scores, most, restarts, seed)

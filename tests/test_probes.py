@@ -46,6 +46,18 @@ def test_a_line_cannot_read_xor_but_neighbours_can():
     assert linear_probe(Given(), train, test, epochs=20) <= 0.8  # a line gets at most 3 corners of 4
 
 
+def test_the_vote_is_the_same_in_any_chunk():
+    """The test images are compared with the training ones a chunk at a time, into one block
+    reused: chunks of 7 (a partial one last) vote as one chunk of every test image does, on labels
+    drawn at random, where any stale row in the block would change the count."""
+    (x, _), (xt, _) = xor(seed=0), xor(seed=1)
+    g = torch.Generator().manual_seed(2)
+    train, test = (x, torch.randint(0, 3, (len(x),), generator=g)), (xt, torch.randint(0, 3, (len(xt),), generator=g))
+    one = knn_probe(Given(), train, test, k=5, chunk=len(xt))
+    assert 0.0 < one < 1.0
+    assert knn_probe(Given(), train, test, k=5, chunk=7) == one
+
+
 def test_the_nearest_vote_weighs_most_when_cold():
     """One training point of class 1 almost on the test point, two of class 0 further off: with a
     low temperature the close one outweighs the two, with a high one the two outvote it."""

@@ -39,6 +39,18 @@ def test_the_graph_is_symmetric_normalized_and_has_no_self_loops():
         knn_graph(points[:5], k=5)
 
 
+def test_the_graph_is_the_same_in_any_chunk():
+    """The similarities are computed a block of rows at a time, into one block reused: blocks of 7
+    (240 is no multiple of 7, so the last is partial) link the same neighbours with the same weights
+    as one block (to rounding: a matrix product of 7 rows sums in another order), and features that
+    carry gradients are taken as plain numbers."""
+    points, _ = blobs()
+    whole = knn_graph(points, k=5, chunk=1000)
+    for graph in (knn_graph(points, k=5, chunk=7), knn_graph(points.clone().requires_grad_(), k=5, chunk=7)):
+        assert torch.equal(graph.indices(), whole.indices())
+        assert torch.allclose(graph.values(), whole.values(), rtol=1e-5, atol=1e-7)
+
+
 def test_one_label_a_group_reaches_every_point():
     points, truth = blobs()
     graph = knn_graph(points, k=5)

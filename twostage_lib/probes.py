@@ -81,8 +81,11 @@ def knn_probe(model, train, test, *, k=20, temperature=0.07, chunk=100, device=N
     z_test = F.normalize(f_test, dim=1)
     classes = int(y_train.max()) + 1
     right = 0
+    # one block for every chunk: a fresh 22 MB block each time left the heap holding a varying share
+    block = z_train.new_empty(min(chunk, len(z_test)), len(z_train))
     for i in range(0, len(z_test), chunk):
-        similar, nearest = (z_test[i : i + chunk] @ z_train.T).topk(k, dim=1)
+        rows = z_test[i : i + chunk]
+        similar, nearest = torch.mm(rows, z_train.T, out=block[: len(rows)]).topk(k, dim=1)
         votes = torch.zeros(len(similar), classes, device=similar.device)
         votes.scatter_add_(1, y_train[nearest], (similar / temperature).exp())
         right += int((votes.argmax(1) == y_test[i : i + chunk]).sum())

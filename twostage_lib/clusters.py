@@ -1,4 +1,5 @@
-"""Clustering without labels on a neighbour graph, and naming the clusters with a few labels.
+"""Clustering without labels on a neighbour graph, and naming the clusters with a few labels;
+``most_similar``, the nearest-neighbour search the graph and the kNN probe share.
 
 Spectral clustering (Shi and Malik 2000; Ng, Jordan and Weiss 2002): the graph's leading
 eigenvectors give every image a few coordinates in which the graph's well-connected groups are far
@@ -98,3 +99,23 @@ def best_naming(mass) -> list:
                     reached[key] = (total + row[c], (*names, c))
         best = reached
     return list(best[(1 << classes) - 1][1])
+
+
+def most_similar(queries, keys, k, chunk=4096, skip_self=False) -> tuple:
+    """``(similarity, index)``, each (len(queries), k): for each row of ``queries``, the ``k`` rows
+    of ``keys`` with the largest dot product, best first. ``chunk`` queries at a time, every chunk
+    written into one block made once: a fresh block each time (900 MB for 4,096 of the study's
+    55,000 images) left the heap holding a varying share of them (docs/decisions.md, "Memory").
+    ``skip_self``: the queries are the keys, and no row is its own neighbour."""
+    n = len(queries)
+    # written in place: small results kept between the large blocks would pin the freed blocks (RSS grows)
+    similar = queries.new_empty(n, k)
+    nearest = torch.empty(n, k, dtype=torch.long, device=queries.device)
+    block = queries.new_empty(min(chunk, n), len(keys))
+    for start in range(0, n, chunk):
+        rows = torch.arange(start, min(start + chunk, n), device=queries.device)
+        similarity = torch.mm(queries[start : start + chunk], keys.T, out=block[: len(rows)])
+        if skip_self:
+            similarity[rows - start, rows] = -float("inf")
+        similar[start : start + chunk], nearest[start : start + chunk] = similarity.topk(k, dim=1)
+    return similar, nearest

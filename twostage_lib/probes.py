@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checks import number, whole
+from .clusters import most_similar
 from .evaluation import evaluating
 from .runtime import select_device
 from .tensors import as_tensors
@@ -80,13 +81,7 @@ def knn_probe(model, train, test, *, k=20, temperature=0.07, chunk=100, device=N
     z_train = f_train.div_(f_train.norm(dim=1, keepdim=True).clamp(min=1e-12))  # unit rows, in place
     z_test = F.normalize(f_test, dim=1)
     classes = int(y_train.max()) + 1
-    right = 0
-    # one block for every chunk: a fresh 22 MB block each time left the heap holding a varying share
-    block = z_train.new_empty(min(chunk, len(z_test)), len(z_train))
-    for i in range(0, len(z_test), chunk):
-        rows = z_test[i : i + chunk]
-        similar, nearest = torch.mm(rows, z_train.T, out=block[: len(rows)]).topk(k, dim=1)
-        votes = torch.zeros(len(similar), classes, device=similar.device)
-        votes.scatter_add_(1, y_train[nearest], (similar / temperature).exp())
-        right += int((votes.argmax(1) == y_test[i : i + chunk]).sum())
-    return right / len(z_test)
+    similar, nearest = most_similar(z_test, z_train, k, chunk)
+    votes = torch.zeros(len(z_test), classes, device=similar.device)
+    votes.scatter_add_(1, y_train[nearest], (similar / temperature).exp())
+    return int((votes.argmax(1) == y_test).sum()) / len(z_test)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .checks import number, whole
-from .clusters import best_naming, kmeans, row_major, spectral_embedding
+from .clusters import best_naming, kmeans, most_similar, row_major, spectral_embedding
 from .evaluation import evaluating
 from .recipe import PROPAGATE
 from .runtime import select_device
@@ -35,16 +35,7 @@ def knn_graph(features, k=PROPAGATE.k, power=PROPAGATE.power, chunk=4096) -> tor
     if n <= k:
         raise ValueError(f"a {k}-nearest-neighbour graph needs more than {k} images, got {n}; lower k")
     z = F.normalize(features.detach().float(), dim=1)  # a graph of indices: nothing to differentiate
-    # written in place: small results kept between the large blocks would pin the freed blocks (RSS grows);
-    # one block for every chunk: a fresh one each time leaves the heap holding a varying share of them
-    similar = torch.empty(n, k, device=z.device)
-    neighbours = torch.empty(n, k, dtype=torch.long, device=z.device)
-    block = z.new_empty(min(chunk, n), n)
-    for start in range(0, n, chunk):
-        rows = torch.arange(start, min(start + chunk, n), device=z.device)
-        similarity = torch.mm(z[start : start + chunk], z.T, out=block[: len(rows)])
-        similarity[rows - start, rows] = -2.0  # not its own neighbour
-        similar[start : start + chunk], neighbours[start : start + chunk] = similarity.topk(k, dim=1)
+    similar, neighbours = most_similar(z, z, k, chunk, skip_self=True)
     rows = torch.arange(n, device=z.device).repeat_interleave(k)
     edges = torch.stack([rows, neighbours.reshape(-1)])
     weights = similar.clamp(min=0) ** power

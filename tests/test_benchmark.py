@@ -1,6 +1,7 @@
 """The speed benchmark's arithmetic and report (the measurements themselves live in benchmarks/)."""
 
 import json
+import math
 from pathlib import Path
 
 import torch.nn as nn
@@ -45,6 +46,7 @@ def test_the_gpu_benchmark_measures_every_stage_on_the_cpu_too(tmp_path, capsys)
     assert [r["stage"] for r in result["stages"]] == ["stage1", "stage2", "finetune"]
     for r in result["stages"]:
         assert r["steps_per_epoch"] == -(-1024 // r["batch"]) and r["epoch_s"] > 0 and r["ops_per_step"] > 10
-        assert 0 < r["read_every_step_ratio"] < 100 and r["steps_per_s"] == r["steps_per_epoch"] / r["epoch_s"]
+        # a ratio of two timings, not a speed target: a tiny stage on a busy CPU read 139x once
+        assert 0 < r["read_every_step_ratio"] < math.inf and r["steps_per_s"] == r["steps_per_epoch"] / r["epoch_s"]
     assert result["launch_us"] > 0 and "run" not in result
     assert gpu.format_table(result) in capsys.readouterr().out

@@ -25,7 +25,7 @@ LAYERS = [
     {"runtime", "clusters"},
     {"tensors", "augmentations", "freezing"},
     {"mnist", "batches", "subsets", "models"},
-    {"objectives", "evaluation", "checkpoint", "guard"},
+    {"objectives", "evaluation", "checkpoint", "guard", "smoothness"},
     {"loop"},
     {"training"},
     {"propagation", "probes"},
@@ -76,7 +76,7 @@ def test_no_module_is_longer_than_400_lines():
 def test_no_public_function_or_method_takes_more_than_12_parameters():
     counts = dict(public_callables())
     assert len(counts) > 100  # every module was read
-    allowed = {"training.selftrain": 13}  # its own knobs: lr, stage 1's scale, FixMatch's three, overrule
+    allowed = {"training.selftrain": 14}  # its own knobs: lr, stage 1's scale, FixMatch's three, overrule, vat
     many = {name: n for name, args in counts.items() if (n := parameter_count(args)) > allowed.get(name, 12)}
     assert not many, f"hold shared settings in one object (LoopSettings): {many}"
 

@@ -206,17 +206,18 @@ def test_the_ceiling_tool_gives_the_truth_to_the_oracle_only(bundled, monkeypatc
     given = {}
 
     def spy(model, kept, unlabelled, **kw):
-        given[len(given)] = (kept.labels.clone(), kw["threshold"], kw["overrule"])
+        given[len(given)] = (kept.labels.clone(), kw["threshold"], kw["overrule"], kw["vat"])
         return selftrain(model, kept, unlabelled, **kw)
 
     monkeypatch.setattr(C, "selftrain", spy)  # the study's own head-then-selftrain (Study.train_on_spread)
     data = Splits(bundled.train.subset(torch.arange(0, 10000, 4)), bundled.test.subset(torch.arange(1000)),
                   "mnist", "bundled", "test")  # fmt: skip
     out = tool.runs(data, 10, 0, tool.VARIANTS)
-    (row, t_row, o_row), (oracle, _, o_oracle), (zero, t_zero, _) = given.values()
+    (row, t_row, o_row, v_row), (oracle, _, o_oracle, v_oracle), (zero, t_zero, _, _) = given.values()
     wrong = int((row != oracle).sum())
     assert wrong > 0  # the toy's spread labels are partly wrong (76% right), so the check bites
     assert 0 < out["kept"] <= 1 and wrong == round((1 - out["right"]) * (len(row) - 100))
     assert torch.equal(row[:100], oracle[:100]) and torch.equal(row, zero)  # the 100 given labels stay
     assert (t_row, t_zero, o_row, o_oracle) == (SELFTRAIN.threshold, 0.0, PROPAGATE.overrule, None)
+    assert v_row == v_oracle == PROPAGATE.vat  # the oracle differs from the row by its labels alone
     assert all(0 <= out[v] <= 1 for v in tool.VARIANTS)

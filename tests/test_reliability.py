@@ -162,6 +162,22 @@ def test_a_nan_pixel_is_refused_where_the_data_enters():
         ts.finetune(ts.TwoStageNetwork(in_features=16, num_classes=3), (x.reshape(20, -1), torch.arange(20) % 3))
 
 
+def test_the_pixel_check_reads_a_large_set_in_chunks_and_names_the_first_bad_image():
+    """The check reads 1,024 images at a time (a whole-set isfinite held 1.5x the set in temporaries):
+    a bad pixel in a later chunk, or in the last, short one, is still found, and the first one named."""
+    from twostage_lib.tensors import first_nonfinite
+
+    x = torch.zeros(2600, 784)
+    assert first_nonfinite(x) is None and first_nonfinite(x[:0]) is None
+    x[2599, 5] = float("inf")
+    assert first_nonfinite(x) == 2599
+    x[1500, 0] = float("-inf")
+    x[2100, 0] = float("nan")
+    assert first_nonfinite(x) == 1500
+    with pytest.raises(ValueError, match=r"image 1500 holds a NaN or infinite pixel"):
+        ts.finetune(ts.TwoStageNetwork(), (x, torch.arange(2600) % 10))
+
+
 def test_labels_outside_the_training_classes_and_fractions_are_refused():
     x = torch.rand(20, 4, 4)
     with pytest.raises(ValueError, match=r"y_test: label 7 at index 2 is not one of the training classes 0-2"):

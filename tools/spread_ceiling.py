@@ -45,6 +45,7 @@ def runs(data, n, seed, variants) -> dict:
             model, kept, train, seed,
             overrule=None if variant == "oracle" else PROPAGATE.overrule,
             threshold=0.0 if variant == "threshold0" else SELFTRAIN.threshold,
+            vat=PROPAGATE.vat,
         )  # fmt: skip
         out[variant] = ts.evaluate_model(model, data.test).accuracy
         print(f"seed {seed}, {variant}: {out[variant]:.2%}", flush=True)

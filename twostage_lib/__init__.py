@@ -7,7 +7,7 @@ command line and the notebooks do) to size PyTorch's thread pool to the CPUs rea
 from .augmentations import augment, erase, strong_augment
 from .batches import Batches
 from .checkpoint import library_version, load_checkpoint, save_checkpoint
-from .evaluation import class_weights, confident_mistakes, evaluate_model
+from .evaluation import class_weights, confident_mistakes, evaluate_model, stage1_features
 from .freezing import freeze_stage1, snapshot, unchanged, unfreeze_stage1
 from .guard import TrainingDiverged
 from .loop import EarlyStopping, LoopSettings
@@ -19,7 +19,7 @@ from .propagation import propagated_labels, spread_labels
 from .runtime import has_fast_bf16, seed_everything, select_device, use_cpu_quota
 from .subsets import imbalanced, labels_per_class, validation_split
 from .tensors import TensorData, from_tensors
-from .training import finetune, selftrain, stage1_features, train_stage1, train_stage2, train_supervised
+from .training import finetune, selftrain, train_stage1, train_stage2, train_supervised
 
 __version__ = library_version()  # from the installed metadata: written once, in pyproject.toml
 

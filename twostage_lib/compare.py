@@ -277,19 +277,26 @@ class Study:
     def propagate(self, model, objective, n, data, unlabelled, stage1_seconds, seed):
         """The labels spread over stage 1's neighbour graph and its clusters (``propagation.py``),
         the head on them, then self-training with them as its labelled set, where the network may
-        overrule a spread label it confidently contradicts (``PROPAGATE.overrule``)."""
+        overrule a spread label it confidently contradicts (``PROPAGATE.overrule``) and virtual
+        adversarial training smooths its answers around every image (``PROPAGATE.vat``)."""
         start = time.perf_counter()
         spread = propagated_labels(model, data, unlabelled, seed=seed, device=self.loop.device)
         self.log(f"  labels spread to {len(spread) - len(data):,} of {len(unlabelled):,} unlabelled images")
         h = self.train_on_spread(
-            model, spread, unlabelled, seed, overrule=PROPAGATE.overrule, threshold=SELFTRAIN.threshold
+            model,
+            spread,
+            unlabelled,
+            seed,
+            overrule=PROPAGATE.overrule,
+            threshold=SELFTRAIN.threshold,
+            vat=PROPAGATE.vat,
         )
         self.used.setdefault("propagate", {})[budget_name(n)] = h.precision
         self.record(f"{objective}+propagate", n, model, stage1_seconds + time.perf_counter() - start)
 
-    def train_on_spread(self, model, spread, unlabelled, seed, *, overrule, threshold):
+    def train_on_spread(self, model, spread, unlabelled, seed, *, overrule, threshold, vat):
         """The head on the spread labels, then self-training with them as the labelled set; returns
-        self-training's History. ``overrule`` and ``threshold`` are ``selftrain``'s, given by each
+        self-training's History. ``overrule``, ``threshold`` and ``vat`` are ``selftrain``'s, given by each
         caller when it calls (the row passes the recipe's, read then; ``tools/spread_ceiling.py``
         its variants'), not bound when this module loads."""
         head = self.settings(len(spread), STUDY.head_steps, scheduler=None)
@@ -304,6 +311,7 @@ class Study:
                 stage1_lr_scale=RUN.stage1_lr_scale,
                 overrule=overrule,
                 threshold=threshold,
+                vat=vat,
                 seed=seed,
                 settings=s,
             )

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from .checks import scalar_loss, whole
+from .recipe import DEFAULT
 from .runtime import release_memory, select_device
 from .tensors import as_tensors, class_indices
 
@@ -215,3 +216,22 @@ def class_weights(labels, num_classes=None, normalize=True) -> torch.Tensor:
     if normalize:
         weights = weights * len(labels) / (weights * counts).sum()
     return weights.float()
+
+
+@torch.no_grad()
+def stage1_features(model, x, batch_size=None):
+    """Stage 1's features (``model.features``: for the transfer network, after adapting the
+    images) for every row of ``x``, ``batch_size`` rows at a time (by default the model's
+    ``eval_chunk`` if it sets one, else the recipe's batch; docs/decisions.md, "Caching stage 1's
+    features").
+    Stage 1 is put in eval mode and left there, as a frozen stage 1 should be."""
+    batch_size = whole("batch_size", batch_size) if batch_size is not None else eval_chunk(model, DEFAULT.batch_size)
+    model.stage1.eval()
+    first = model.features(x[:batch_size])  # x may be Rows (normalized as read): slices are tensors
+    if len(first) == len(x):
+        return first
+    features = first.new_empty((len(x), *first.shape[1:]))  # filled in place: no second copy from a cat
+    features[: len(first)] = first
+    for i in range(batch_size, len(x), batch_size):
+        features[i : i + batch_size] = model.features(x[i : i + batch_size])
+    return features

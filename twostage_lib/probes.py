@@ -19,10 +19,9 @@ import torch.nn.functional as F
 
 from .checks import number, whole
 from .clusters import most_similar
-from .evaluation import evaluating
+from .evaluation import evaluating, stage1_features
 from .runtime import select_device
 from .tensors import as_tensors
-from .training import stage1_features
 
 
 def frozen_features(model, data, device=None) -> tuple[torch.Tensor, torch.Tensor]:

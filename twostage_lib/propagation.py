@@ -19,11 +19,10 @@ import torch.nn.functional as F
 
 from .checks import number, whole
 from .clusters import best_naming, kmeans, most_similar, row_major, spectral_embedding
-from .evaluation import evaluating
+from .evaluation import evaluating, stage1_features
 from .recipe import PROPAGATE
 from .runtime import select_device
 from .tensors import TensorData, as_tensors, image_shape_of
-from .training import stage1_features
 
 
 def knn_graph(features, k=PROPAGATE.k, power=PROPAGATE.power, chunk=4096) -> torch.Tensor:

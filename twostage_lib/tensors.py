@@ -87,6 +87,16 @@ def check_scaled(images, where="x") -> None:
         )
 
 
+def first_nonfinite(images, rows=1024) -> int | None:
+    """The first image holding a NaN or infinite pixel, or None, read ``rows`` images at a time:
+    ``torch.isfinite`` on a whole float set makes temporaries 1.5 times its size (docs/decisions.md, "Memory")."""
+    for start in range(0, len(images), rows):
+        finite = torch.isfinite(images[start : start + rows]).reshape(min(rows, len(images) - start), -1).all(1)
+        if not bool(finite.all()):
+            return start + int((~finite).nonzero()[0])
+    return None
+
+
 class TensorData:
     """Images (uint8, or float already scaled) and integer labels held in memory.
 
@@ -118,8 +128,7 @@ class TensorData:
             )
         if self.index is None:
             self.stored = check_images(self.stored, self.source)
-        if self.index is None and self.stored.is_floating_point() and not bool(torch.isfinite(self.stored).all()):
-            bad = int((~torch.isfinite(self.stored)).reshape(len(self.stored), -1).any(1).nonzero()[0])
+        if self.index is None and self.stored.is_floating_point() and (bad := first_nonfinite(self.stored)) is not None:
             raise ValueError(
                 f"{self.source}: image {bad} holds a NaN or infinite pixel; fix or drop it "
                 "before training (one such pixel would make every normalized image NaN)"

@@ -17,12 +17,13 @@ from .augmentations import augment as augment_batch
 from .augmentations import strong_augment
 from .batches import Batches
 from .checks import number, scalar_loss, whole
-from .evaluation import check_targets, criterion_on, eval_chunk, over_chunks
+from .evaluation import check_targets, criterion_on, over_chunks, stage1_features
 from .freezing import freeze_stage1, unfreeze_stage1
 from .loop import fit, loop_settings, make_optimizer, validator
 from .objectives import Contrastive, make_objective
 from .recipe import DEFAULT, SELFTRAIN
 from .runtime import seed_everything, select_device
+from .smoothness import Smoothing
 from .tensors import as_tensors, image_shape_of
 
 
@@ -165,25 +166,6 @@ def train_stage2(
     return history
 
 
-@torch.no_grad()
-def stage1_features(model, x, batch_size=None):
-    """Stage 1's features (``model.features``: for the transfer network, after adapting the
-    images) for every row of ``x``, ``batch_size`` rows at a time (by default the model's
-    ``eval_chunk`` if it sets one, else the recipe's batch; docs/decisions.md, "Caching stage 1's
-    features").
-    Stage 1 is put in eval mode and left there, as a frozen stage 1 should be."""
-    batch_size = whole("batch_size", batch_size) if batch_size is not None else eval_chunk(model, DEFAULT.batch_size)
-    model.stage1.eval()
-    first = model.features(x[:batch_size])  # x may be Rows (normalized as read): slices are tensors
-    if len(first) == len(x):
-        return first
-    features = first.new_empty((len(x), *first.shape[1:]))  # filled in place: no second copy from a cat
-    features[: len(first)] = first
-    for i in range(batch_size, len(x), batch_size):
-        features[i : i + batch_size] = model.features(x[i : i + batch_size])
-    return features
-
-
 def finetune(
     model,
     data,
@@ -299,6 +281,7 @@ def selftrain(
     threshold=SELFTRAIN.threshold,
     unlabelled_weight=SELFTRAIN.unlabelled_weight,
     overrule=None,
+    vat=None,
     val=None,
     seed=0,
     settings=None,
@@ -316,13 +299,14 @@ def selftrain(
     ``overrule``, for guessed labels (``propagated_labels``): a label the model contradicts at least
     this confidently on the gentle view is left out of that step's labelled loss (``None``: every
     label trusted); ``history["overruled"]`` is the share of labelled images drawn left out.
+    ``vat``: the radius, in normalized pixels, of virtual adversarial training's perturbation of the
+    unlabelled images' gentle view (``smoothness.py``; ``None``: none).
     ``loop``: any field of ``LoopSettings`` (``epochs``, ``batch_size``, ``progress``, ...).
     """
     s = loop_settings("selftrain", settings, loop, SELFTRAIN.epochs, SELFTRAIN.batch_size)
     number("threshold", threshold, 0.0, 1.0)
     number("unlabelled_weight", unlabelled_weight, low=0.0)
-    if overrule is not None:
-        number("overrule", overrule, high=1.0, above=0.0)
+    _ = overrule is None or number("overrule", overrule, high=1.0, above=0.0)
     unlabelled_ratio = whole("unlabelled_ratio", unlabelled_ratio)
     batch_size = whole("batch_size", s.batch_size)
     if s.early_stopping is not None and val is None:
@@ -337,19 +321,23 @@ def selftrain(
     # with few labels FixMatch's 1 : ratio; with many, every label once an epoch (docs/decisions.md)
     labelled_batch = min(max(batch_size, math.ceil(len(xl) / len(batches))), len(xl))
     labelled_batches = _forever(Batches(xl, yl, labelled_batch, seed=seed))
+    smoothing = None if vat is None else Smoothing(vat, len(batches))
     tally = dict.fromkeys(("confident", "images", "overruled", "labelled"), 0)  # device sums: no sync a step
 
     def step_loss(xu_b, _):
         xl_b, yl_b = next(labelled_batches)
         supervised = _labelled_loss(model(augment_batch(xl_b, shape, generator=generator)), yl_b, overrule, tally)
+        gentle = augment_batch(xu_b, shape, generator=generator)
         with torch.no_grad():  # the pseudo-labels: the model's own confident answers on a gentle view
-            confidence, pseudo = model(augment_batch(xu_b, shape, generator=generator)).float().softmax(1).max(1)
+            answer = model(gentle)
+            confidence, pseudo = answer.float().softmax(1).max(1)
             mask = (confidence >= threshold).float()
         strong = model(strong_augment(xu_b, shape, generator=generator))
         consistency = (F.cross_entropy(strong.float(), pseudo, reduction="none") * mask).mean()
         tally["confident"] += mask.sum()
         tally["images"] += len(mask)
-        return supervised + unlabelled_weight * consistency
+        smooth = 0.0 if smoothing is None else smoothing(model, gentle, answer, generator=generator)
+        return supervised + unlabelled_weight * consistency + smooth
 
     check = validator(model, val, device)
 

@@ -91,7 +91,8 @@ def first_nonfinite(images, rows=1024) -> int | None:
     """The first image holding a NaN or infinite pixel, or None, read ``rows`` images at a time:
     ``torch.isfinite`` on a whole float set makes temporaries 1.5 times its size (docs/decisions.md, "Memory")."""
     for start in range(0, len(images), rows):
-        finite = torch.isfinite(images[start : start + rows]).reshape(min(rows, len(images) - start), -1).all(1)
+        chunk = images[start : start + rows]
+        finite = torch.isfinite(chunk).reshape(len(chunk), -1).all(1)
         if not bool(finite.all()):
             return start + int((~finite).nonzero()[0])
     return None

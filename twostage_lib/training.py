@@ -306,7 +306,8 @@ def selftrain(
     s = loop_settings("selftrain", settings, loop, SELFTRAIN.epochs, SELFTRAIN.batch_size)
     number("threshold", threshold, 0.0, 1.0)
     number("unlabelled_weight", unlabelled_weight, low=0.0)
-    _ = overrule is None or number("overrule", overrule, high=1.0, above=0.0)
+    if overrule is not None:
+        number("overrule", overrule, high=1.0, above=0.0)
     unlabelled_ratio = whole("unlabelled_ratio", unlabelled_ratio)
     batch_size = whole("batch_size", s.batch_size)
     if s.early_stopping is not None and val is None:

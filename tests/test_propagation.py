@@ -172,6 +172,24 @@ def test_the_propagated_set_trains_a_network(start, bundled):
     assert accuracy >= 0.45 and accuracy >= baseline + 0.08, (accuracy, baseline)  # measured: 49% against 37%
 
 
+def test_the_given_labels_come_first_repeated_then_the_kept_ones(start):
+    from twostage_lib.propagation import kept_images
+
+    net, labelled, pool = start
+    index, labels = ts.spread_labels(net, labelled, pool)
+    kept = kept_images(labelled, pool, index, labels, repeats=3)
+    once = kept_images(labelled, pool, index, labels)
+    n = len(labelled)
+    assert len(kept) == 3 * n + len(index) and len(once) == n + len(index)
+    for r in range(3):  # each repeat is the given images with their labels, as kept once
+        assert torch.equal(kept.images[r * n : (r + 1) * n], once.images[:n])
+        assert torch.equal(kept.labels[r * n : (r + 1) * n], once.labels[:n])
+    assert torch.equal(kept.images[3 * n :], once.images[n:]) and torch.equal(kept.labels[3 * n :], labels)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="repeats"):
+            kept_images(labelled, pool, index, labels, repeats=bad)
+
+
 @pytest.mark.parametrize(
     "settings, error, message",
     [({"k": 0}, ValueError, "k must be"), ({"alpha": 2.0}, ValueError, "alpha must be"),
@@ -216,8 +234,9 @@ def test_the_ceiling_tool_gives_the_truth_to_the_oracle_only(bundled, monkeypatc
     (row, t_row, o_row, v_row), (oracle, _, o_oracle, v_oracle), (zero, t_zero, _, _) = given.values()
     wrong = int((row != oracle).sum())
     assert wrong > 0  # the toy's spread labels are partly wrong (76% right), so the check bites
-    assert 0 < out["kept"] <= 1 and wrong == round((1 - out["right"]) * (len(row) - 100))
-    assert torch.equal(row[:100], oracle[:100]) and torch.equal(row, zero)  # the 100 given labels stay
+    given = 100 * PROPAGATE.repeats  # the row's 100 given labels, repeated (kept_images)
+    assert 0 < out["kept"] <= 1 and wrong == round((1 - out["right"]) * (len(row) - given))
+    assert torch.equal(row[:given], oracle[:given]) and torch.equal(row, zero)  # the given labels stay
     assert (t_row, t_zero, o_row, o_oracle) == (SELFTRAIN.threshold, 0.0, PROPAGATE.overrule, None)
     assert v_row == v_oracle == PROPAGATE.vat  # the oracle differs from the row by its labels alone
     assert all(0 <= out[v] <= 1 for v in tool.VARIANTS)

@@ -135,10 +135,14 @@ def noisy(contrastive_pool):
     return net, guessed, truth, wrong
 
 
-def test_overrule_sets_aside_wrong_labels_more_than_right_ones(start, noisy):
-    """With a fifth of the labels wrong the model sets aside about a fifth of those it draws; with
-    the same images truly labelled, clearly fewer (the head learnt some of the wrong labels, so it
-    contradicts a few true ones). Without ``overrule`` every label is trusted and none is counted."""
+def test_overrule_sets_aside_wrong_labels_more_than_right_ones(start, noisy, monkeypatch):
+    """With a fifth of the labels wrong the model sets aside about a fifth of those it draws once
+    ``overrule`` has eased in (here over the first of two epochs); with the same images truly
+    labelled, clearly fewer (the head learnt some of the wrong labels, so it contradicts a few true
+    ones). Without ``overrule`` every label is trusted and none is counted."""
+    import twostage_lib.training as T
+
+    monkeypatch.setattr(T, "RAMP_EPOCHS", 1)
     pool = start[2]
     net, guessed, truth, _ = noisy
     right = guessed.subset(torch.arange(len(guessed)))
@@ -149,6 +153,30 @@ def test_overrule_sets_aside_wrong_labels_more_than_right_ones(start, noisy):
     assert 0.12 < on_guesses[-1] < 0.3, on_guesses
     assert on_guesses[-1] > on_truth[-1] + 0.05, (on_guesses, on_truth)
     assert "overruled" not in ts.selftrain(copy.deepcopy(net), guessed, pool, **settings).last
+
+
+def test_overrule_eases_in_from_one_over_the_ramp_then_holds(start, monkeypatch):
+    """Each step's labelled loss gets an ``overrule`` that falls in a straight line from 1.0 (only a
+    certain contradiction sets a label aside) to the value asked for over ``RAMP_EPOCHS`` epochs, as
+    VAT's weight rises, then stays there; without ``overrule``, none."""
+    import twostage_lib.training as T
+
+    given, real = [], T._labelled_loss
+
+    def spy(logits, labels, overrule, tally):
+        given.append(overrule)
+        return real(logits, labels, overrule, tally)
+
+    monkeypatch.setattr(T, "_labelled_loss", spy)
+    monkeypatch.setattr(T, "RAMP_EPOCHS", 2)
+    run(start, overrule=0.4, epochs=3)
+    ramp = 2 * len(given) // 3  # steps in 2 of the 3 epochs
+    assert given[0] == pytest.approx(1 - 0.6 / ramp) and given[ramp // 2 - 1] == pytest.approx(0.7)
+    assert all(a > b for a, b in zip(given[:ramp], given[1:ramp]))
+    assert given[ramp - 1 :] == pytest.approx([0.4] * (len(given) - ramp + 1))
+    given.clear()
+    run(start, epochs=1)
+    assert given and set(given) == {None}
 
 
 @pytest.mark.parametrize("overrule", [0.0, 1.5, float("nan"), "high"])

@@ -40,7 +40,7 @@ def runs(data, n, seed, variants) -> dict:
     for variant in variants:
         model = copy.deepcopy(pretrained)
         labels = truth if variant == "oracle" else spread
-        kept = kept_images(labelled, train, index, labels, source=f"kept images, {variant} labels")
+        kept = kept_images(labelled, train, index, labels, f"kept images, {variant} labels", repeats=PROPAGATE.repeats)
         study.train_on_spread(
             model, kept, train, seed,
             overrule=None if variant == "oracle" else PROPAGATE.overrule,

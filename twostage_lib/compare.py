@@ -277,11 +277,13 @@ class Study:
     def propagate(self, model, objective, n, data, unlabelled, stage1_seconds, seed):
         """The labels spread over stage 1's neighbour graph and its clusters (``propagation.py``),
         the head on them, then self-training with them as its labelled set, where the network may
-        overrule a spread label it confidently contradicts (``PROPAGATE.overrule``) and virtual
+        overrule a spread label it confidently contradicts (``PROPAGATE.overrule``), the given labels
+        weigh more (``PROPAGATE.repeats``), and virtual
         adversarial training smooths its answers around every image (``PROPAGATE.vat``)."""
         start = time.perf_counter()
         spread = propagated_labels(model, data, unlabelled, seed=seed, device=self.loop.device)
-        self.log(f"  labels spread to {len(spread) - len(data):,} of {len(unlabelled):,} unlabelled images")
+        given = PROPAGATE.repeats * len(data)  # the given labels come first, repeated (kept_images)
+        self.log(f"  labels spread to {len(spread) - given:,} of {len(unlabelled):,} unlabelled images")
         h = self.train_on_spread(
             model,
             spread,

@@ -131,20 +131,27 @@ def named_clusters(
     return names[cluster]
 
 
-def propagated_labels(model, labelled, unlabelled, *, seed=0, device=None, settings=None) -> TensorData:
-    """``labelled`` with its labels, plus the images of ``unlabelled`` that ``spread_labels`` labels,
-    with those labels: normalized images (mean 0, std 1) as a TensorData, ready for
-    ``train_stage2`` or as ``selftrain``'s labelled set (notebook 10). ``settings``: a dict of
-    ``spread_labels``'s settings (``k``, ``alpha``, ...), the recipe's where left out."""
+def propagated_labels(
+    model, labelled, unlabelled, *, seed=0, device=None, settings=None, repeats=PROPAGATE.repeats
+) -> TensorData:
+    """``labelled`` with its labels, ``repeats`` times over (``kept_images``), plus the images of
+    ``unlabelled`` that ``spread_labels`` labels, with those labels: normalized images (mean 0,
+    std 1) as a TensorData, ready for ``train_stage2`` or as ``selftrain``'s labelled set (notebook
+    10). ``settings``: a dict of ``spread_labels``'s settings (``k``, ``alpha``, ...), the recipe's where left out."""
     index, labels = spread_labels(model, labelled, unlabelled, seed=seed, device=device, **(settings or {}))
-    return kept_images(labelled, unlabelled, index, labels)
+    return kept_images(labelled, unlabelled, index, labels, repeats=repeats)
 
 
-def kept_images(labelled, unlabelled, index, labels, source="labelled images and propagated labels") -> TensorData:
-    """``labelled`` with its labels, then the images of ``unlabelled`` at ``index`` with ``labels``:
-    normalized images (mean 0, std 1) as a TensorData on the CPU."""
+def kept_images(
+    labelled, unlabelled, index, labels, source="labelled images and propagated labels", *, repeats=1
+) -> TensorData:
+    """``labelled`` with its labels, ``repeats`` times over (the only labels sure to be right, so
+    they weigh more among thousands of guesses), then the images of ``unlabelled`` at ``index``
+    with ``labels``: normalized images (mean 0, std 1) as a TensorData on the CPU."""
+    repeats = whole("repeats", repeats)
     device = labels.device
     xl, yl = as_tensors(labelled, device)
     xu, _ = as_tensors(unlabelled, device)
-    images = torch.cat([xl[0 : len(xl)], xu.index_select(0, index)]).reshape(-1, *image_shape_of(labelled, xl))
-    return TensorData(images.cpu(), torch.cat([yl, labels]).cpu(), source=source)
+    images = torch.cat([xl[0 : len(xl)]] * repeats + [xu.index_select(0, index)])
+    images = images.reshape(-1, *image_shape_of(labelled, xl))
+    return TensorData(images.cpu(), torch.cat([yl] * repeats + [labels]).cpu(), source=source)

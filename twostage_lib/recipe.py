@@ -75,7 +75,8 @@ class Propagation:
     dims: int = 16  # spectral coordinates for the clustering: 10 merge digits, 16 separate them
     restarts: int = 10  # k-means restarts: the tightest of 10 is kept
     most_clusters_per_class: int = 3  # clustered again with more when a cluster is named for a digit it hardly holds
-    overrule: float = 0.6  # self-training sets aside a spread label the network contradicts this confidently
+    overrule: float = 0.3  # self-training sets aside a spread label the network contradicts this confidently
+    repeats: int = 50  # the given labels, the only sure ones, repeated this many times among the spread ones
     vat: float = 2.0  # virtual adversarial training's radius (normalized pixels) there: +0.5 points at 10 labels
     epochs: int = 60  # self-training on the spread labels: 45 is 0.1 point lower, a run 25% shorter (decisions)
 

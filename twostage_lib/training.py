@@ -7,6 +7,7 @@ same in every stage (``loop.LoopSettings``: pass one as ``settings=``, or its fi
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -23,7 +24,7 @@ from .loop import fit, loop_settings, make_optimizer, validator
 from .objectives import Contrastive, make_objective
 from .recipe import DEFAULT, SELFTRAIN
 from .runtime import seed_everything, select_device
-from .smoothness import Smoothing
+from .smoothness import RAMP_EPOCHS, Smoothing
 from .tensors import as_tensors, image_shape_of
 
 
@@ -298,7 +299,9 @@ def selftrain(
     never used. ``history["pseudo_rate"]`` is the share above the threshold.
     ``overrule``, for guessed labels (``propagated_labels``): a label the model contradicts at least
     this confidently on the gentle view is left out of that step's labelled loss (``None``: every
-    label trusted); ``history["overruled"]`` is the share of labelled images drawn left out.
+    label trusted); ``history["overruled"]`` is the share of labelled images drawn left out. It eases
+    in from 1.0 over VAT's first ``RAMP_EPOCHS`` epochs: a network trained no further than its head
+    would set aside a whole digit's labels (docs/decisions.md).
     ``vat``: the radius, in normalized pixels, of virtual adversarial training's perturbation of the
     unlabelled images' gentle view (``smoothness.py``; ``None``: none).
     ``loop``: any field of ``LoopSettings`` (``epochs``, ``batch_size``, ``progress``, ...).
@@ -306,8 +309,7 @@ def selftrain(
     s = loop_settings("selftrain", settings, loop, SELFTRAIN.epochs, SELFTRAIN.batch_size)
     number("threshold", threshold, 0.0, 1.0)
     number("unlabelled_weight", unlabelled_weight, low=0.0)
-    if overrule is not None:
-        number("overrule", overrule, high=1.0, above=0.0)
+    overrule = None if overrule is None else number("overrule", overrule, high=1.0, above=0.0)
     unlabelled_ratio = whole("unlabelled_ratio", unlabelled_ratio)
     batch_size = whole("batch_size", s.batch_size)
     if s.early_stopping is not None and val is None:
@@ -323,11 +325,12 @@ def selftrain(
     labelled_batch = min(max(batch_size, math.ceil(len(xl) / len(batches))), len(xl))
     labelled_batches = _forever(Batches(xl, yl, labelled_batch, seed=seed))
     smoothing = None if vat is None else Smoothing(vat, len(batches))
+    ease = _eased(1.0, overrule, RAMP_EPOCHS * len(batches)) if overrule is not None else itertools.repeat(None)
     tally = dict.fromkeys(("confident", "images", "overruled", "labelled"), 0)  # device sums: no sync a step
 
     def step_loss(xu_b, _):
         xl_b, yl_b = next(labelled_batches)
-        supervised = _labelled_loss(model(augment_batch(xl_b, shape, generator=generator)), yl_b, overrule, tally)
+        supervised = _labelled_loss(model(augment_batch(xl_b, shape, generator=generator)), yl_b, next(ease), tally)
         gentle = augment_batch(xu_b, shape, generator=generator)
         with torch.no_grad():  # the pseudo-labels: the model's own confident answers on a gentle view
             answer = model(gentle)
@@ -353,6 +356,12 @@ def selftrain(
     history = fit("selftrain", model, optimizer, batches, step_loss, s, validate=per_epoch)
     model.eval()
     return history
+
+
+def _eased(start, end, steps):
+    """``start`` moved a straight line towards ``end``, one call a step, reaching it at ``steps``."""
+    for step in itertools.count(1):
+        yield end + (start - end) * max(0.0, 1 - step / steps)
 
 
 def _labelled_loss(logits, labels, overrule, tally):

@@ -278,8 +278,8 @@ class Study:
         """The labels spread over stage 1's neighbour graph and its clusters (``propagation.py``),
         the head on them, then self-training with them as its labelled set, where the network may
         overrule a spread label it confidently contradicts (``PROPAGATE.overrule``), the given labels
-        weigh more (``PROPAGATE.repeats``), and virtual
-        adversarial training smooths its answers around every image (``PROPAGATE.vat``)."""
+        weigh more (``PROPAGATE.repeats``), and virtual adversarial training smooths its answers
+        around every image (``PROPAGATE.vat``)."""
         start = time.perf_counter()
         spread = propagated_labels(model, data, unlabelled, seed=seed, device=self.loop.device)
         given = PROPAGATE.repeats * len(data)  # the given labels come first, repeated (kept_images)

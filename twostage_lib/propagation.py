@@ -152,6 +152,6 @@ def kept_images(
     device = labels.device
     xl, yl = as_tensors(labelled, device)
     xu, _ = as_tensors(unlabelled, device)
-    images = torch.cat([xl[0 : len(xl)]] * repeats + [xu.index_select(0, index)])
+    images = torch.cat([xl] * repeats + [xu.index_select(0, index)])
     images = images.reshape(-1, *image_shape_of(labelled, xl))
     return TensorData(images.cpu(), torch.cat([yl] * repeats + [labels]).cpu(), source=source)

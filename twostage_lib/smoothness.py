@@ -8,6 +8,8 @@ change of pixels the model is most sensitive to, which pushes its boundaries awa
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 
@@ -40,16 +42,20 @@ def virtual_adversarial_loss(model, x, answer, radius, *, generator=None) -> tor
     return F.kl_div(moved, target, log_target=True, reduction="batchmean")
 
 
+def ramp(steps):
+    """0 to 1 in a straight line, one value a step (``step / steps``), then 1 for good: how VAT's
+    weight, and self-training's ``overrule``, ease in over the first ``RAMP_EPOCHS`` epochs."""
+    for step in itertools.count(1):
+        yield min(1.0, step / steps)
+
+
 class Smoothing:
     """VAT's term for each step of a loop of ``steps_per_epoch`` steps, its weight ramped up linearly
     over the first ``RAMP_EPOCHS`` epochs."""
 
     def __init__(self, radius, steps_per_epoch):
         self.radius = number("vat", radius, above=0.0)
-        self.ramp = RAMP_EPOCHS * steps_per_epoch
-        self.step = 0
+        self.weights = ramp(RAMP_EPOCHS * steps_per_epoch)
 
     def __call__(self, model, x, answer, *, generator=None) -> torch.Tensor:
-        self.step += 1
-        weight = min(1.0, self.step / self.ramp)
-        return weight * virtual_adversarial_loss(model, x, answer, self.radius, generator=generator)
+        return next(self.weights) * virtual_adversarial_loss(model, x, answer, self.radius, generator=generator)

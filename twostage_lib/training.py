@@ -24,7 +24,7 @@ from .loop import fit, loop_settings, make_optimizer, validator
 from .objectives import Contrastive, make_objective
 from .recipe import DEFAULT, SELFTRAIN
 from .runtime import seed_everything, select_device
-from .smoothness import RAMP_EPOCHS, Smoothing
+from .smoothness import RAMP_EPOCHS, Smoothing, ramp
 from .tensors import as_tensors, image_shape_of
 
 
@@ -325,12 +325,12 @@ def selftrain(
     labelled_batch = min(max(batch_size, math.ceil(len(xl) / len(batches))), len(xl))
     labelled_batches = _forever(Batches(xl, yl, labelled_batch, seed=seed))
     smoothing = None if vat is None else Smoothing(vat, len(batches))
-    ease = _eased(1.0, overrule, RAMP_EPOCHS * len(batches)) if overrule is not None else itertools.repeat(None)
+    bars = _overrules(overrule, RAMP_EPOCHS * len(batches))  # each step's overrule
     tally = dict.fromkeys(("confident", "images", "overruled", "labelled"), 0)  # device sums: no sync a step
 
     def step_loss(xu_b, _):
         xl_b, yl_b = next(labelled_batches)
-        supervised = _labelled_loss(model(augment_batch(xl_b, shape, generator=generator)), yl_b, next(ease), tally)
+        supervised = _labelled_loss(model(augment_batch(xl_b, shape, generator=generator)), yl_b, next(bars), tally)
         gentle = augment_batch(xu_b, shape, generator=generator)
         with torch.no_grad():  # the pseudo-labels: the model's own confident answers on a gentle view
             answer = model(gentle)
@@ -358,10 +358,12 @@ def selftrain(
     return history
 
 
-def _eased(start, end, steps):
-    """``start`` moved a straight line towards ``end``, one call a step, reaching it at ``steps``."""
-    for step in itertools.count(1):
-        yield end + (start - end) * max(0.0, 1 - step / steps)
+def _overrules(overrule, steps):
+    """Each step's ``overrule``: ``None`` throughout without one, else from 1.0 (nothing set aside but
+    on certainty) down to it in a straight line over ``steps`` steps, as VAT's weight rises (``ramp``)."""
+    if overrule is None:
+        return itertools.repeat(None)
+    return (overrule + (1.0 - overrule) * (1 - w) for w in ramp(steps))
 
 
 def _labelled_loss(logits, labels, overrule, tally):

@@ -152,6 +152,7 @@ def kept_images(
     device = labels.device
     xl, yl = as_tensors(labelled, device)
     xu, _ = as_tensors(unlabelled, device)
-    images = torch.cat([xl] * repeats + [xu.index_select(0, index)])
+    given = xl[0 : len(xl)]  # as_tensors gives Rows: a slice is what reads them normalized, as a tensor
+    images = torch.cat([given] * repeats + [xu.index_select(0, index)])
     images = images.reshape(-1, *image_shape_of(labelled, xl))
     return TensorData(images.cpu(), torch.cat([yl] * repeats + [labels]).cpu(), source=source)

@@ -4,12 +4,16 @@
     python -m benchmarks.gpu --device cpu --quick --epochs 2   # the same measurements on the CPU
 
 For each stage at its default batch (stage 1 contrastive, stage 2 on cached features, fine-tuning
-with augmentation): epochs timed with CUDA events (on a GPU) and the wall clock, the loss read on
-the host every step against once an epoch (``LoopSettings.read_every_step``), interleaved, so their
-ratio comes from one run; the kernels a step launches (torch.profiler) times the cost of one launch
-(a tiny kernel, timed back to back) is the launch floor, the least a step can take however fast the
-arithmetic. Then the whole ``python -m twostage_lib run`` as a process, import and CUDA start
-included (left out with --quick). The data: ``load_mnist``'s (``--data``; $TWOSTAGE_DATA names the full files).
+with augmentation): epochs timed with CUDA events (on a GPU) and the wall clock in three ways,
+interleaved, so their ratios come from one run: each full batch's step replayed from a CUDA graph
+(the default on a GPU: twostage_lib/step.py), step by step with the loss read once an epoch
+(``cuda_graph=False``), and step by step with the loss read on the host every step
+(``read_every_step=True``). The launches a step makes from the host (torch.profiler: kernels,
+copies, graph replays) times the cost of one launch (a tiny kernel, timed back to back) is the
+launch floor, the least a step can take however fast the arithmetic. On a CPU no graph is recorded:
+the first two ways are then the same training. Then the whole ``python -m twostage_lib run`` as a
+process, import and CUDA start included (left out with --quick). The data: ``load_mnist``'s
+(``--data``; $TWOSTAGE_DATA names the full files).
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ from twostage_lib.runtime import describe_machine, select_device
 
 HERE = Path(__file__).resolve().parent
 STAGES = ("stage1", "stage2", "finetune")
+MODES = {  # the loop's settings for each way of running a step
+    "graph": dict(read_every_step=False, cuda_graph=True),
+    "step by step": dict(read_every_step=False, cuda_graph=False),
+    "read every step": dict(read_every_step=True, cuda_graph=False),
+}
 
 
 def launch_us(device, n=2000) -> float:
@@ -51,11 +60,9 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def train(stage, model, data, device, epochs, every_step):
-    """One stage's run at the library's defaults; returns its History."""
-    loop = dict(
-        epochs=epochs, batch_size=DEFAULT_BATCH[stage], device=device, progress=False, read_every_step=every_step
-    )
+def train(stage, model, data, device, epochs, mode):
+    """One stage's run at the library's defaults, a step run the ``mode`` way (``MODES``); its History."""
+    loop = dict(epochs=epochs, batch_size=DEFAULT_BATCH[stage], device=device, progress=False, **MODES[mode])
     if stage == "stage1":
         return ts.train_stage1(model, data, objective="contrastive", lr=RUN.lr, **loop)
     if stage == "stage2":
@@ -63,87 +70,104 @@ def train(stage, model, data, device, epochs, every_step):
     return ts.finetune(model, data, lr=RUN.lr, augment=True, **loop)
 
 
-def timed(stage, model, data, device, epochs, every_step) -> dict:
+def timed(stage, model, data, device, epochs, mode) -> dict:
     """Seconds an epoch after the first (wall clock, and CUDA events on a GPU) for one run."""
     events = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if device.type == "cuda" else None
     if events:
         events[0].record()
-    history = train(stage, model, data, device, epochs, every_step)
+    history = train(stage, model, data, device, epochs, mode)
     if events:
         events[1].record()
         sync(device)
     walls = history["seconds"][1:] or history["seconds"]
-    out = {"epoch_s": statistics.median(walls), "precision": history.precision}
+    out = {"epoch_s": statistics.median(walls), "precision": history.precision, "graphed": history.graphed}
     if events:  # the whole run on the GPU's own clock, the first epoch included
         out["run_gpu_s"] = events[0].elapsed_time(events[1]) / 1000
     return out
 
 
-def ops_per_step(stage, model, data, device, batch) -> float:
-    """Kernels launched (on a GPU) or operators dispatched (on the CPU) a step, over one short epoch."""
+LAUNCHES = ("LaunchKernel", "GraphLaunch", "Memcpy", "Memset")  # the CUDA runtime's calls that start GPU work
+
+
+def launches(stage, model, data, device, epochs, mode) -> int:
+    """Launches a run makes from the host (on a GPU: kernels, copies, graph replays) or operators it
+    dispatches (on the CPU), counted by torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
 
-    small = data.subset(torch.arange(min(len(data), 4 * batch)))
-    steps = math.ceil(len(small) / batch)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
-        train(stage, model, small, device, 1, False)
+        train(stage, model, data, device, epochs, mode)
         sync(device)
-    events = prof.events()
     if device.type == "cuda":
-        count = sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
-    else:
-        count = sum(1 for e in events if e.name.startswith("aten::") and e.cpu_parent is None)
-    return count / steps
+        return sum(1 for e in prof.events() if e.name.startswith("cu") and any(w in e.name for w in LAUNCHES))
+    return sum(1 for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None)
+
+
+def launches_per_step(stage, start, data, device, batch, mode) -> float:
+    """Launches a step once training runs (after the first epoch, which records the graph): the
+    launches of two short epochs less those of one, over the second epoch's steps."""
+    small = data.subset(torch.arange(min(len(data), 8 * batch)))
+    counts = []
+    for epochs in (1, 2):
+        model = ts.TwoStageNetwork(in_features=data.num_features)
+        model.load_state_dict(start.state_dict())
+        counts.append(launches(stage, model, small, device, epochs, mode))
+    return (counts[1] - counts[0]) / math.ceil(len(small) / batch)
 
 
 def measure_stage(stage, data, device, epochs, rounds) -> dict:
-    """Both ways of reading the loss, interleaved ``rounds`` times from the same start."""
+    """The three ways of running a step (``MODES``), interleaved ``rounds`` times from the same start."""
     ts.seed_everything(0)
     start = ts.TwoStageNetwork(in_features=data.train.num_features).to(device)
-    train_data = data.train
     batch = DEFAULT_BATCH[stage]
-    runs = {True: [], False: []}
+    runs = {mode: [] for mode in MODES}
     for _ in range(rounds):
-        for every_step in (True, False):
+        for mode in MODES:
             model = ts.TwoStageNetwork(in_features=data.train.num_features)
             model.load_state_dict(start.state_dict())
-            runs[every_step].append(timed(stage, model, train_data, device, epochs, every_step))
-    steps = math.ceil(len(train_data) / batch)
-    fast = statistics.median(r["epoch_s"] for r in runs[False])
-    slow = statistics.median(r["epoch_s"] for r in runs[True])
-    model = ts.TwoStageNetwork(in_features=data.train.num_features)
-    model.load_state_dict(start.state_dict())
-    ops = ops_per_step(stage, model, train_data, device, batch)
-    return {
+            runs[mode].append(timed(stage, model, data.train, device, epochs, mode))
+    steps = math.ceil(len(data.train) / batch)
+    epoch = {mode: statistics.median(r["epoch_s"] for r in runs[mode]) for mode in MODES}
+    per_step = {m: launches_per_step(stage, start, data.train, device, batch, m) for m in ("graph", "step by step")}
+    out = {
         "stage": stage,
         "batch": batch,
         "steps_per_epoch": steps,
-        "precision": runs[False][0]["precision"],
-        "epoch_s": fast,
-        "epoch_s_read_every_step": slow,
-        "read_every_step_ratio": slow / fast,
-        "steps_per_s": steps / fast,
-        "ms_per_step": fast / steps * 1000,
-        "ops_per_step": ops,
-        **({"run_gpu_s": statistics.median(r["run_gpu_s"] for r in runs[False])} if device.type == "cuda" else {}),
+        "precision": runs["graph"][0]["precision"],
+        "graphed": runs["graph"][0]["graphed"],
+        "epoch_s": epoch["graph"],
+        "epoch_s_step_by_step": epoch["step by step"],
+        "epoch_s_read_every_step": epoch["read every step"],
+        "graph_speedup": epoch["step by step"] / epoch["graph"],
+        "read_every_step_ratio": epoch["read every step"] / epoch["step by step"],
+        "steps_per_s": steps / epoch["graph"],
+        "ms_per_step": epoch["graph"] / steps * 1000,
+        "launches_per_step": per_step["graph"],
+        "launches_per_step_step_by_step": per_step["step by step"],
     }
+    if device.type == "cuda":  # the whole run on the GPU's own clock
+        out["run_gpu_s"] = {mode: statistics.median(r["run_gpu_s"] for r in runs[mode]) for mode in MODES}
+    return out
 
 
 def format_table(result) -> str:
     launch = result["launch_us"]
     lines = [
         f"Measured with `{result['command']}` on {result['device_name']} ({result['torch']}); one launch "
-        f"{launch:.1f} us.",
+        f"{launch:.1f} us. Launches a step: from the host, with the graph (step by step); the launch floor is "
+        "what they cost at one launch's time, as a share of a step.",
         "",
-        "| stage | batch | precision | epoch | steps/s | ms/step | kernels/step | launch floor | read every step |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| stage | batch | precision | graph | epoch | steps/s | ms/step | launches/step | launch floor "
+        "| graph speed-up | read every step |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["stages"]:
-        floor = r["ops_per_step"] * launch / 1000 / r["ms_per_step"]
+        floor = r["launches_per_step"] * launch / 1000 / r["ms_per_step"]
         lines.append(
-            f"| {r['stage']} | {r['batch']} | {r['precision']} | {r['epoch_s']:.3f} s | {r['steps_per_s']:,.0f} | "
-            f"{r['ms_per_step']:.2f} | {r['ops_per_step']:.0f} | {floor:.0%} | {r['read_every_step_ratio']:.2f}x |"
+            f"| {r['stage']} | {r['batch']} | {r['precision']} | {'yes' if r['graphed'] else 'no'} | "
+            f"{r['epoch_s']:.3f} s | {r['steps_per_s']:,.0f} | {r['ms_per_step']:.2f} | "
+            f"{r['launches_per_step']:.0f} ({r['launches_per_step_step_by_step']:.0f}) | {floor:.0%} | "
+            f"{r['graph_speedup']:.2f}x | {r['read_every_step_ratio']:.2f}x |"
         )
     if "run" in result:
         run = result["run"]
@@ -159,7 +183,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:1 or cpu")
     parser.add_argument("--epochs", type=int, default=4, help="epochs a run (the first is not timed)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of both ways of reading")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the three ways of running a step")
     parser.add_argument("--quick", action="store_true", help="leave out the whole run as a process")
     parser.add_argument("--images", type=int, default=None, help="train on the first N training images (default: all)")
     parser.add_argument("--data", choices=("auto", "full", "bundled"), default="auto", help="load_mnist's source")

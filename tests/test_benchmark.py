@@ -36,7 +36,8 @@ def test_the_committed_results_redraw_the_readme_table():
 
 def test_the_gpu_benchmark_measures_every_stage_on_the_cpu_too(tmp_path, capsys):
     """benchmarks/gpu.py, the issue's GPU figures, kept working where no GPU is: every stage timed
-    both ways of reading the loss, its operators a step counted, the table printed from the JSON."""
+    the three ways of running a step (no graph is recorded on a CPU), its operators a step counted, the
+    table printed from the JSON."""
     from benchmarks import gpu
 
     out = tmp_path / "gpu.json"
@@ -45,8 +46,10 @@ def test_the_gpu_benchmark_measures_every_stage_on_the_cpu_too(tmp_path, capsys)
     result = json.loads(out.read_text())
     assert [r["stage"] for r in result["stages"]] == ["stage1", "stage2", "finetune"]
     for r in result["stages"]:
-        assert r["steps_per_epoch"] == -(-1024 // r["batch"]) and r["epoch_s"] > 0 and r["ops_per_step"] > 10
-        # a ratio of two timings, not a speed target: a tiny stage on a busy CPU read 139x once
-        assert 0 < r["read_every_step_ratio"] < math.inf and r["steps_per_s"] == r["steps_per_epoch"] / r["epoch_s"]
+        assert r["steps_per_epoch"] == -(-1024 // r["batch"]) and r["epoch_s"] > 0 and r["launches_per_step"] > 10
+        assert r["launches_per_step"] == r["launches_per_step_step_by_step"] and not r["graphed"]  # the same steps
+        # ratios of two timings, not speed targets: a tiny stage on a busy CPU read 139x once
+        assert 0 < r["read_every_step_ratio"] < math.inf and 0 < r["graph_speedup"] < math.inf
+        assert r["steps_per_s"] == r["steps_per_epoch"] / r["epoch_s"]
     assert result["launch_us"] > 0 and "run" not in result
     assert gpu.format_table(result) in capsys.readouterr().out

@@ -25,7 +25,7 @@ LAYERS = [
     {"runtime", "clusters"},
     {"tensors", "augmentations", "freezing"},
     {"mnist", "batches", "subsets", "models"},
-    {"objectives", "evaluation", "checkpoint", "guard", "smoothness"},
+    {"objectives", "evaluation", "checkpoint", "guard", "smoothness", "step"},
     {"loop"},
     {"training"},
     {"propagation", "probes"},

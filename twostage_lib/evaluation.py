@@ -39,6 +39,11 @@ def criterion_on(criterion, device):
     return criterion.to(device) if isinstance(criterion, nn.Module) else criterion
 
 
+def graph_safe_criterion(criterion) -> bool:
+    """Cross-entropy (class weights or not) can be replayed from a CUDA graph; a given callable may not."""
+    return type(criterion) is nn.CrossEntropyLoss
+
+
 def eval_chunk(model, default=EVAL_BATCH_SIZE) -> int:
     """Rows a pass without autograd takes at a time for ``model``: its ``eval_chunk`` when it sets
     one (the ResNet-18 transfer network does: its activations are large), else ``default``."""

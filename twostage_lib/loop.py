@@ -19,10 +19,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .batches import Batches
-from .checks import number, scalar_loss, whole
+from .checks import number, whole
 from .evaluation import loss_and_accuracy
 from .guard import DivergenceGuard
 from .runtime import precision_for, release_memory
+from .step import reads_every_step, training_step
 from .tensors import as_tensors
 
 
@@ -40,6 +41,7 @@ class History:
     precision: str = "fp32"  # what the forward pass ran in: "fp32" or "bf16" (autocast)
     stopped_at: dict | None = None  # where an interruption stopped training: {"epoch", "step"}
     settings: dict = field(default_factory=dict)  # what stage 1 was asked to train with (course.save_stage1)
+    graphed: bool = False  # full batches were replayed from a CUDA graph (step.py)
 
     def __getitem__(self, key):
         return [e.get(key) for e in self.epochs]
@@ -117,6 +119,7 @@ class LoopSettings:
     callback: Callable | None = None  # callback(record) after every epoch; returning True stops training
     stop: threading.Event | None = None  # once set (a signal handler, another thread): stop after this step
     read_every_step: bool | None = None  # the loss read on the host each step; None: on a CPU (free), not on a GPU
+    cuda_graph: bool = True  # on a CUDA GPU, replay each full batch's step from a CUDA graph where it can (step.py)
 
 
 LOOP_FIELDS = tuple(f.name for f in fields(LoopSettings))
@@ -166,46 +169,21 @@ def make_scheduler(name, optimizer, epochs, steps_per_epoch, step_size=None, gam
     raise ValueError(f"unknown scheduler {name!r}; choose 'step', 'cosine', None or pass an LR scheduler")
 
 
-def reads_every_step(settings, device) -> bool:
-    """Whether the loop reads each step's loss on the host before the update (a NaN then never moves a
-    weight). On a CPU the value is there, free; on a GPU each read waits for the GPU to finish the
-    step, so the loss is kept on the device and read once, after the epoch (docs/decisions.md)."""
-    if settings.read_every_step is not None:
-        return bool(settings.read_every_step)
-    return device.type == "cpu"
-
-
-def train_epoch(optimizer, batches, loss_fn, guard, settings, *, augment=None, step_scheduler=None, mixed=False):
-    """One pass over ``batches``; returns its record (mean training loss, learning rates, gradient norms).
-    ``guard`` (a DivergenceGuard) sees each step's loss and gradient before the weights move, or, where
-    the loss is not read every step (``reads_every_step``), every step's after the epoch."""
-    params = guard.params
-    device = params[0].device
+def train_epoch(step, batches, guard, settings, optimizer, *, step_scheduler=None):
+    """One pass over ``batches`` with ``step(x, y)`` (``make_step``, or its CUDA graph); returns the
+    epoch's record (mean training loss, learning rates, gradient norms). Where the loss is not read
+    every step (``reads_every_step``), the guard sees every step's loss after the epoch."""
+    device = guard.params[0].device
     clip = settings.clip_grad_norm
-    every_step = reads_every_step(settings, device)
     losses = torch.empty(len(batches), device=device)  # each step's, kept where they are made
     norms = torch.empty(len(batches), device=device) if clip is not None else None
     sizes = []
-    for step, (x, y) in enumerate(batches):
-        guard.step = step
-        # forward, in bfloat16 where the precision policy chose it
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
-            x = augment(x) if augment is not None else x
-            loss = loss_fn(x, y)
-        if step == 0:
-            scalar_loss(loss, f"{guard.stage}'s loss")
-        losses[step] = loss.detach()
-        if every_step:  # read on the host: a NaN never moves a weight (docs/decisions.md)
-            guard.check_loss(loss.item(), step, x)
-        # backward, clip (a non-finite gradient norm then stops training before the update)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+    for i, (x, y) in enumerate(batches):
+        guard.step = i
+        loss, norm = step(x, y)
+        losses[i] = loss
         if clip is not None:
-            norms[step] = torch.nn.utils.clip_grad_norm_(params, clip)  # the norm before clipping
-            if every_step:
-                guard.check_gradient(norms[step].item(), x)
-        # update
-        optimizer.step()
+            norms[i] = norm
         if step_scheduler is not None:
             step_scheduler.step()
         sizes.append(len(x))
@@ -214,7 +192,7 @@ def train_epoch(optimizer, batches, loss_fn, guard, settings, *, augment=None, s
     # the epoch's losses and gradient norms, read once
     values = losses[: len(sizes)].tolist()
     grad_norms = norms[: len(sizes)].tolist() if clip is not None else None
-    if not every_step:
+    if not reads_every_step(settings, device):
         guard.check_steps(values, grad_norms)
     lrs = [g["lr"] for g in optimizer.param_groups]  # used this epoch
     record = {"train_loss": sum(v * n for v, n in zip(values, sizes)) / max(sum(sizes), 1), "lr": lrs[-1], "lrs": lrs}
@@ -236,6 +214,8 @@ def fit(
     train_modules=None,
     objective=None,
     augment=None,
+    graph_safe=False,
+    generators=(),
 ) -> History:
     """Train for ``settings.epochs`` passes over ``batches`` with ``loss_fn(x, y) -> loss``.
 
@@ -243,7 +223,9 @@ def fit(
     stops being finite; on Ctrl-C (or ``settings.stop`` set) it finishes cleanly and returns the
     history with ``interrupted``. ``validate()`` returns the epoch's validation metrics;
     ``train_modules`` are put in train mode each epoch (default: the model); ``augment(x)`` changes
-    each batch before the forward pass.
+    each batch before the forward pass. ``graph_safe``: a step keeps no state in Python from one
+    step to the next, so on a GPU it may be replayed from a CUDA graph (step.py), which then
+    registers ``generators``, the CUDA generators a step draws from besides the default one.
     """
     s = settings
     epochs = check_settings(s, validate, optimizer)
@@ -255,11 +237,13 @@ def fit(
     guard = DivergenceGuard(stage, history, trained_modules(model, train_modules), trained_params(optimizer))
     writer = open_writer(s.writer)
     bar = tqdm(range(epochs), desc=stage, disable=not s.progress, leave=True)
-    run = dict(augment=augment, mixed=precision == "bf16", step_scheduler=scheduler if per_step else None)
+    step = training_step(optimizer, loss_fn, guard, s, augment, precision, generators if graph_safe else None)
+    run = dict(step_scheduler=scheduler if per_step else None)
     start = time.perf_counter()
     try:
         for epoch in bar:
-            record = run_epoch(epoch, guard, optimizer, batches, loss_fn, s, run, train_modules or [model])
+            record = run_epoch(epoch, guard, optimizer, batches, step, s, run, train_modules or [model])
+            history.graphed = getattr(step, "replaying", False)
             if scheduler is not None and not per_step:
                 scheduler.step()
             # validate, log, decide whether to stop
@@ -285,14 +269,14 @@ def fit(
     return history
 
 
-def run_epoch(epoch, guard, optimizer, batches, loss_fn, settings, run, modules) -> dict:
+def run_epoch(epoch, guard, optimizer, batches, step, settings, run, modules) -> dict:
     """One epoch's training and its checks; the record so far (its start time in ``started``)."""
     started = time.perf_counter()
     guard.start_epoch(epoch)
     for m in modules:
         m.train()
     record = {"epoch": epoch + 1}
-    record.update(train_epoch(optimizer, batches, loss_fn, guard, settings, **run))
+    record.update(train_epoch(step, batches, guard, settings, optimizer, **run))
     guard.check_weights()
     guard.check_loss_growth(record["train_loss"])
     record["started"] = started

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .augmentations import strong_augment
-from .checks import number, whole
+from .checks import number, scalar_loss, whole
 from .models import decoder_for, mlp
 
 
@@ -113,3 +113,27 @@ def make_objective(objective, model, image_shape=(1, 28, 28)):
     if callable(objective) or hasattr(objective, "loss"):
         return objective
     raise TypeError(f"objective must be a name or a callable loss(model, x), got {type(objective).__name__}")
+
+
+def graph_safe_objective(obj) -> bool:
+    """The library's own objectives, with their own views, keep nothing in Python between steps, so a
+    GPU may replay their step from a CUDA graph (step.py); a given callable may not."""
+    if type(obj) not in OBJECTIVES.values():
+        return False
+    return not isinstance(obj, Contrastive) or obj.augment is strong_augment
+
+
+def check_stage1_gradient(model, loss_of, x, objective):
+    """Refuse an objective whose loss gives stage 1 a zero gradient (the blog's MSE(f, f.detach()))."""
+    model.zero_grad(set_to_none=True)
+    loss = scalar_loss(loss_of(model, x), "the stage-1 objective's loss")
+    grads = torch.autograd.grad(loss, list(model.stage1.parameters()), allow_unused=True)
+    norm = sum(float(g.abs().sum()) for g in grads if g is not None)
+    if norm == 0.0:
+        name = getattr(objective, "__name__", objective)
+        raise ValueError(
+            f"stage-1 objective {name!r} gives the encoder a zero gradient on the first batch "
+            f"(loss {loss.item():.3g}), so stage 1 would learn nothing. A loss that compares the "
+            "features with themselves, like criterion(features, features.detach()), is always 0; "
+            "compare a reconstruction with the input instead (objective='autoencoder')."
+        )

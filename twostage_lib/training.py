@@ -17,11 +17,11 @@ import torch.nn.functional as F
 from .augmentations import augment as augment_batch
 from .augmentations import strong_augment
 from .batches import Batches
-from .checks import number, scalar_loss, whole
-from .evaluation import check_targets, criterion_on, over_chunks, stage1_features
+from .checks import number, whole
+from .evaluation import check_targets, criterion_on, graph_safe_criterion, over_chunks, stage1_features
 from .freezing import freeze_stage1, unfreeze_stage1
 from .loop import fit, loop_settings, make_optimizer, validator
-from .objectives import Contrastive, make_objective
+from .objectives import Contrastive, check_stage1_gradient, graph_safe_objective, make_objective
 from .recipe import DEFAULT, SELFTRAIN
 from .runtime import seed_everything, select_device
 from .smoothness import RAMP_EPOCHS, Smoothing, ramp
@@ -50,7 +50,7 @@ def train_stage1(model, data, *, objective=DEFAULT.objective, lr=DEFAULT.lr, val
             f"needs at least 2 a batch (got {min(batch_size, len(x))}); use batch_size=256 or more"
         )
     batches = Batches(x, y, batch_size, shuffle=True, seed=seed)
-    _check_stage1_gradient(model, loss_of, next(iter(batches))[0], objective)
+    check_stage1_gradient(model, loss_of, next(iter(batches))[0], objective)
     params = [p for m in [model.stage1, *heads] for p in m.parameters()]
     history = fit(
         "stage1",
@@ -62,6 +62,7 @@ def train_stage1(model, data, *, objective=DEFAULT.objective, lr=DEFAULT.lr, val
         validate=_stage1_validator(model, heads, loss_of, val, device, batch_size),
         train_modules=[model.stage1, *heads],
         objective=obj,
+        graph_safe=graph_safe_objective(obj),
     )
     model.eval()
     history.settings = {
@@ -93,22 +94,6 @@ def _stage1_validator(model, heads, loss_of, val, device, batch_size):
         return {"val_loss": loss}
 
     return validate
-
-
-def _check_stage1_gradient(model, loss_of, x, objective):
-    """Refuse an objective whose loss gives stage 1 a zero gradient (the blog's MSE(f, f.detach()))."""
-    model.zero_grad(set_to_none=True)
-    loss = scalar_loss(loss_of(model, x), "the stage-1 objective's loss")
-    grads = torch.autograd.grad(loss, list(model.stage1.parameters()), allow_unused=True)
-    norm = sum(float(g.abs().sum()) for g in grads if g is not None)
-    if norm == 0.0:
-        name = getattr(objective, "__name__", objective)
-        raise ValueError(
-            f"stage-1 objective {name!r} gives the encoder a zero gradient on the first batch "
-            f"(loss {loss.item():.3g}), so stage 1 would learn nothing. A loss that compares the "
-            "features with themselves, like criterion(features, features.detach()), is always 0; "
-            "compare a reconstruction with the input instead (objective='autoencoder')."
-        )
 
 
 def train_stage2(
@@ -162,6 +147,7 @@ def train_stage2(
         s,
         validate=validator(model, val, device),
         train_modules=[model.stage2],
+        graph_safe=cache_features and graph_safe_criterion(criterion),
     )
     model.eval()
     return history
@@ -194,6 +180,8 @@ def finetune(
     device, x, y = _prepare(model, data, s.device, seed, classify=criterion is None)
     unfreeze_stage1(model)
     criterion = criterion_on(criterion, device)
+    graph_safe = (augment is True or not augment) and graph_safe_criterion(criterion)
+    generator = None
     if augment is True:
         shape = image_shape_of(data, x)
         generator = torch.Generator(device=device).manual_seed(seed)  # on the device: no per-step copy
@@ -210,6 +198,8 @@ def finetune(
         s,
         validate=validator(model, val, device),
         augment=augment or None,
+        graph_safe=graph_safe,
+        generators=[generator],
     )
     model.eval()
     return history

@@ -1,0 +1,187 @@
+"""One training step (forward, backward, update), and on a GPU its replay from a CUDA graph
+(docs/decisions.md, "The GPU at its limit").
+
+``make_step`` builds the step every stage runs; ``fit`` calls it once a batch. On a GPU,
+``StepGraph`` replays every full batch's step from one CUDA graph. This network is too small to keep
+a GPU busy: a step is a few hundred kernels of a few microseconds each, and Python takes longer to
+launch them than the GPU takes to run them. A CUDA graph records a step's kernels once and then
+launches them all at once. What a replay uses is fixed when it is recorded, so:
+
+- each batch is copied into the same two buffers, and only batches of the first batch's shape are
+  replayed (a smaller last batch runs step by step, so no image is dropped);
+- the random number generators are registered with the graph, so each replay draws new numbers;
+- the learning rates are read from tensors, into which a scheduler's value is copied before each
+  replay;
+- what the step does in Python runs once, while recording: only steps that keep no state in Python
+  between steps can be replayed (the library's own stages say so: ``fit(graph_safe=True)``).
+
+Recording needs a CUDA device and the library's fused Adam. Where it fails (a step that reads a
+value on the host, an operation a graph cannot hold), a warning says why and training goes on step
+by step: the same training, only slower.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from .checks import scalar_loss
+
+WARMUP_STEPS = 3  # eager steps first, on a side stream: Adam's state and the libraries' lazy set-up happen there
+
+
+def reads_every_step(settings, device) -> bool:
+    """Whether the loop reads each step's loss on the host before the update (a NaN then never moves a
+    weight). On a CPU the value is there, free; on a GPU each read waits for the GPU to finish the
+    step, so the loss is kept on the device and read once, after the epoch (docs/decisions.md)."""
+    if settings.read_every_step is not None:
+        return bool(settings.read_every_step)
+    return device.type == "cpu"
+
+
+def make_step(optimizer, loss_fn, guard, settings, *, augment=None, mixed=False, graphed=False):
+    """One training step, ``step(x, y) -> (loss, gradient norm or None)``: forward (in bfloat16 where
+    the precision policy chose it), backward, clipping, update. Where the loss is read every step
+    (``reads_every_step``), a NaN loss or gradient stops training before the update. ``graphed``: the
+    step will be recorded as a CUDA graph (``StepGraph``), so it reads nothing on the host."""
+    params = guard.params
+    clip = settings.clip_grad_norm
+    every_step = not graphed and reads_every_step(settings, params[0].device)
+
+    def step(x, y):
+        # forward; a recorded graph cannot hold autocast's cache of cast weights
+        with torch.autocast(params[0].device.type, dtype=torch.bfloat16, enabled=mixed, cache_enabled=not graphed):
+            x = augment(x) if augment is not None else x
+            loss = loss_fn(x, y)
+        if guard.step == 0:
+            scalar_loss(loss, f"{guard.stage}'s loss")
+        if every_step:  # read on the host: a NaN never moves a weight (docs/decisions.md)
+            guard.check_loss(loss.item(), guard.step, x)
+        # backward, clip (a non-finite gradient norm then stops training before the update)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = None
+        if clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, clip)  # the norm before clipping
+            if every_step:
+                guard.check_gradient(norm.item(), x)
+        # update
+        optimizer.step()
+        return loss.detach(), norm
+
+    return step
+
+
+def training_step(optimizer, loss_fn, guard, settings, augment, precision, generators):
+    """The step ``fit`` runs each batch: ``make_step``'s, replayed from a CUDA graph (``StepGraph``) where
+    the stage allows it (``generators`` not None), ``settings.cuda_graph`` is on, the loss is not read
+    every step and the device and optimizer can record one."""
+    device = guard.params[0].device
+    graphed = (
+        generators is not None
+        and settings.cuda_graph
+        and not reads_every_step(settings, device)
+        and can_record(optimizer, device)
+    )
+    step = make_step(optimizer, loss_fn, guard, settings, augment=augment, mixed=precision == "bf16", graphed=graphed)
+    return StepGraph(step, optimizer, generators) if graphed else step
+
+
+def can_record(optimizer, device) -> bool:
+    """A CUDA device and Adam's fused update (one kernel; the only optimizer this loop replays)."""
+    return (
+        device.type == "cuda"
+        and isinstance(optimizer, torch.optim.Adam)
+        and all(group.get("fused") for group in optimizer.param_groups)
+    )
+
+
+class StepGraph:
+    """``step(x, y) -> (loss, gradient norm or None)`` for each batch: after ``warmup`` eager steps,
+    every batch of the first batch's shape is replayed from one recorded CUDA graph; any other runs
+    ``step`` itself. ``generators``: the CUDA generators ``step`` draws from besides the default one."""
+
+    def __init__(self, step, optimizer, generators=(), warmup=WARMUP_STEPS):
+        self.step = step
+        self.optimizer = optimizer
+        self.generators = [g for g in generators if g is not None and g.device.type == "cuda"]
+        self.warmup = warmup
+        self.seen = 0  # eager steps taken before recording
+        self.shape = None  # the first batch's (x, y) shapes and dtypes: the ones replayed
+        self.inputs = None  # the buffers each batch is copied into
+        self.outputs = None  # (loss, norm) as the replayed step writes them
+        self.lrs = None  # one learning-rate tensor per parameter group, read by the replayed update
+        self.replay = None
+        self.failed = None  # why recording failed; then every step runs eagerly
+
+    @property
+    def replaying(self) -> bool:
+        return self.replay is not None
+
+    def __call__(self, x, y):
+        if self.failed is not None or not self.fits(x, y):
+            return self.step(x, y)
+        if self.seen < self.warmup:
+            self.seen += 1
+            return self.on_side_stream(x, y)
+        if self.replay is None and not self.record(x, y):
+            return self.step(x, y)
+        self.inputs[0].copy_(x)
+        self.inputs[1].copy_(y)
+        for lr, group in zip(self.lrs, self.optimizer.param_groups):
+            lr.fill_(group["lr"])  # a scheduler's latest value: a host number, no synchronisation
+        self.replay()
+        return self.outputs
+
+    def fits(self, x, y) -> bool:
+        shape = (x.shape, x.dtype, y.shape, y.dtype)
+        if self.shape is None:
+            self.shape = shape
+        return shape == self.shape
+
+    def on_side_stream(self, x, y):
+        """An eager step on a side stream, as recording wants its warm-up (the CUDA graphs notes)."""
+        if x.device.type != "cuda":
+            return self.step(x, y)
+        side = torch.cuda.Stream(x.device)
+        side.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(side):
+            out = self.step(x, y)
+        torch.cuda.current_stream(x.device).wait_stream(side)
+        return out
+
+    def record(self, x, y) -> bool:
+        """Record one step on buffers holding this batch. Recording trains nothing: the batch is then
+        replayed like every later one. False (after a warning) when it cannot be recorded."""
+        groups = self.optimizer.param_groups
+        floats = [(group["lr"], group.get("capturable", False)) for group in groups]
+        self.inputs = (x.clone(), y.clone())
+        self.lrs = [torch.tensor(float(lr), device=x.device) for lr, _ in floats]
+        try:
+            for group, lr in zip(groups, self.lrs):
+                group["lr"], group["capturable"] = lr, True  # the update reads its rate from the tensor
+            self.replay = self.capture(lambda: self.step(*self.inputs))
+        except Exception as error:  # noqa: BLE001 - whatever stops recording, training goes on step by step
+            self.failed = f"{type(error).__name__}: {error}"
+            self.replay = self.inputs = self.outputs = None
+            warnings.warn(
+                f"this training step could not be recorded as a CUDA graph ({self.failed}); every step now "
+                "runs one by one: the same training, slower. LoopSettings(cuda_graph=False) skips the attempt",
+                stacklevel=4,
+            )
+            return False
+        finally:
+            for group, (lr, capturable) in zip(groups, floats):
+                group["lr"], group["capturable"] = lr, capturable
+        return True
+
+    def capture(self, run):
+        """Record ``run()`` into a CUDA graph; its outputs become ``self.outputs``. Returns the replay."""
+        graph = torch.cuda.CUDAGraph()
+        for generator in self.generators:
+            graph.register_generator_state(generator)
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other threads (a notebook's) may use CUDA
+            self.outputs = run()
+        self.graph = graph  # kept alive: the replay and its memory belong to it
+        return graph.replay

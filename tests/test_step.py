@@ -231,3 +231,25 @@ def test_on_cuda_a_diverging_replayed_step_is_rolled_back(small):
     with pytest.raises(ts.TrainingDiverged, match=r"\(read after the epoch's last step\); the weights were put back"):
         ts.finetune(net, small[0], epochs=1, lr=1e12, device="cuda", progress=False, batch_size=256)
     assert ts.unchanged(net.cpu(), before)
+
+
+@CUDA
+def test_on_cuda_the_host_waits_for_the_gpu_a_few_times_an_epoch_not_every_step(small):
+    """The synchronising calls PyTorch can flag (``set_sync_debug_mode``): those of 3 epochs less those
+    of 1, per extra epoch, stay a handful (the guard's weight norms, the losses read once) while an
+    epoch has 32 steps."""
+
+    def syncs(epochs):
+        net = fresh_net()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                h = ts.finetune(net, small[0], epochs=epochs, augment=True, scheduler="cosine", device="cuda",
+                                progress=False, batch_size=64)  # fmt: skip
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        assert h.graphed
+        return sum("synchronizing" in str(w.message) for w in caught)
+
+    assert (syncs(3) - syncs(1)) / 2 <= 6

@@ -112,6 +112,7 @@ class StepGraph:
         self.inputs = None  # the buffers each batch is copied into
         self.outputs = None  # (loss, norm) as the replayed step writes them
         self.lrs = None  # one learning-rate tensor per parameter group, read by the replayed update
+        self.graph = None  # the recorded CUDA graph, kept alive while it is replayed
         self.replay = None
         self.failed = None  # why recording failed; then every step runs eagerly
 
@@ -183,5 +184,5 @@ class StepGraph:
             graph.register_generator_state(generator)
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other threads (a notebook's) may use CUDA
             self.outputs = run()
-        self.graph = graph  # kept alive: the replay and its memory belong to it
+        self.graph = graph  # the replay and its memory belong to it
         return graph.replay

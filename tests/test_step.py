@@ -68,6 +68,10 @@ def train(stage, small, **extra):
         h = ts.train_stage1(net, small[0], objective="denoising", epochs=2, **QUICK, **extra)
     elif stage == "stage2":
         h = ts.train_stage2(net, small[0], epochs=3, **dict(QUICK, batch_size=512), **extra)
+    elif stage == "selftrain":  # the propagate row's: the overrule and VAT's weight ramp every step
+        labelled = ts.labels_per_class(small[0], 10, seed=0)
+        ramps = dict(overrule=0.3, vat=2.0)
+        h = ts.selftrain(net, labelled, small[0], epochs=2, **ramps, **dict(QUICK, batch_size=64), **extra)
     else:  # what RUN fine-tunes with: augmentation, a cosine schedule stepped each step; and clipping
         h = ts.finetune(net, small[0], epochs=2, augment=True, scheduler="cosine", clip_grad_norm=5.0, **QUICK, **extra)
     return ts.snapshot(net), h
@@ -90,6 +94,30 @@ def test_the_replayed_step_trains_the_same_weights_bit_for_bit(graphs_on_cpu, sm
     assert all(type(lr) is float for lrs in h["lrs"] for lr in lrs)  # the rates are numbers again after recording
     if stage == "finetune":
         assert h["grad_norm_max"] == h_plain["grad_norm_max"]
+
+
+@pytest.mark.parametrize("extras", [{}, dict(overrule=0.3, vat=2.0)], ids=["fixmatch", "overrule+vat"])
+def test_self_training_replayed_trains_the_same_weights_bit_for_bit(graphs_on_cpu, bundled, small, extras):
+    """Self-training's step takes its labelled batch and its ramped overrule and VAT weight from the
+    loop's feed (numbers held in tensors when replayed), and sums its tallies in place: replayed, the
+    same weights, losses, pseudo-label and overruled shares."""
+    labelled = ts.labels_per_class(bundled.train, 10, seed=0)
+    unlabelled = small[0]  # 2,000 images: 4 full unlabelled batches of 448 an epoch and one of 208
+
+    def run(**loop):
+        torch.manual_seed(0)
+        net = ts.TwoStageNetwork()
+        h = ts.selftrain(net, labelled, unlabelled, epochs=3, progress=False, read_every_step=False, **extras, **loop)
+        return ts.snapshot(net), h
+
+    plain, h_plain = run(cuda_graph=False)
+    graphs_on_cpu(EagerReplay)
+    replayed, h = run()
+    assert EagerReplay.recorded == 1 and h.graphed
+    assert same(replayed, plain)
+    for key in ("train_loss", "pseudo_rate", "overruled"):
+        assert h[key] == h_plain[key], key
+    assert max(h["pseudo_rate"]) > 0 and (not extras or max(h["overruled"]) > 0)  # the tallies counted
 
 
 def test_a_step_that_cannot_be_recorded_warns_once_and_trains_step_by_step(graphs_on_cpu, small):
@@ -116,7 +144,8 @@ def test_a_diverging_replayed_step_is_rolled_back_with_its_epoch(graphs_on_cpu, 
 
 def test_only_the_library_s_own_steps_are_offered_to_a_graph(graphs_on_cpu, small, monkeypatch):
     """What a step does in Python runs once, when recorded: a given objective, augmentation or loss
-    might keep state between steps (a counter, a schedule), so it always runs step by step."""
+    might keep state between steps (a counter, a schedule), so it always runs step by step. (The
+    library's self-training is offered: test_self_training_replayed_trains_the_same_weights_bit_for_bit.)"""
     graphs_on_cpu(EagerReplay)
     net = ts.TwoStageNetwork()
     data = small[0]
@@ -187,7 +216,7 @@ def fresh_net():
 
 
 @CUDA
-@pytest.mark.parametrize("stage", ["contrastive", "stage2", "finetune"])
+@pytest.mark.parametrize("stage", ["contrastive", "stage2", "finetune", "selftrain"])
 def test_on_cuda_the_recorded_step_trains_as_the_plain_one(small, stage):
     """Same start, same seed: the graph's replays draw the same random numbers (its generators are
     registered) and follow the cosine schedule (its rates are tensors), so the weights agree, to a
@@ -218,7 +247,7 @@ def test_on_cuda_a_step_that_reads_the_host_falls_back_and_still_trains(small):
             ts.Batches(*ts.as_tensors(small[0], "cuda"), batch_size=256),
             lambda xb, yb: reads_the_host(net(xb), yb),
             ts.LoopSettings(epochs=2, progress=False),
-            graph_safe=True,
+            replayable=(),
         )
     assert any("could not be recorded as a CUDA graph" in str(w.message) for w in caught)
     assert not h.graphed and h["train_loss"][1] < h["train_loss"][0]

@@ -73,3 +73,9 @@ def check_sample_weights(weights, n) -> torch.Tensor:
             f"sample_weights {problem}; pass one finite weight >= 0 per sample, e.g. ts.class_weights(labels)[labels]"
         )
     return w
+
+
+def forever(batches):
+    """Pass after pass over ``batches``, without end (self-training's labelled batches)."""
+    while True:
+        yield from batches

@@ -169,10 +169,11 @@ def make_scheduler(name, optimizer, epochs, steps_per_epoch, step_size=None, gam
     raise ValueError(f"unknown scheduler {name!r}; choose 'step', 'cosine', None or pass an LR scheduler")
 
 
-def train_epoch(step, batches, guard, settings, optimizer, *, step_scheduler=None):
+def train_epoch(step, batches, guard, settings, optimizer, *, step_scheduler=None, feed=None):
     """One pass over ``batches`` with ``step(x, y)`` (``make_step``, or its CUDA graph); returns the
     epoch's record (mean training loss, learning rates, gradient norms). Where the loss is not read
-    every step (``reads_every_step``), the guard sees every step's loss after the epoch."""
+    every step (``reads_every_step``), the guard sees every step's loss after the epoch. ``feed``: an
+    iterator of each step's further inputs, a tuple handed to the step beside ``y``, as ``(y, *more)``."""
     device = guard.params[0].device
     clip = settings.clip_grad_norm
     losses = torch.empty(len(batches), device=device)  # each step's, kept where they are made
@@ -180,7 +181,7 @@ def train_epoch(step, batches, guard, settings, optimizer, *, step_scheduler=Non
     sizes = []
     for i, (x, y) in enumerate(batches):
         guard.step = i
-        loss, norm = step(x, y)
+        loss, norm = step(x, y if feed is None else (y, *next(feed)))
         losses[i] = loss
         if clip is not None:
             norms[i] = norm
@@ -214,8 +215,8 @@ def fit(
     train_modules=None,
     objective=None,
     augment=None,
-    graph_safe=False,
-    generators=(),
+    replayable=None,
+    feed=None,
 ) -> History:
     """Train for ``settings.epochs`` passes over ``batches`` with ``loss_fn(x, y) -> loss``.
 
@@ -223,9 +224,12 @@ def fit(
     stops being finite; on Ctrl-C (or ``settings.stop`` set) it finishes cleanly and returns the
     history with ``interrupted``. ``validate()`` returns the epoch's validation metrics;
     ``train_modules`` are put in train mode each epoch (default: the model); ``augment(x)`` changes
-    each batch before the forward pass. ``graph_safe``: a step keeps no state in Python from one
-    step to the next, so on a GPU it may be replayed from a CUDA graph (step.py), which then
-    registers ``generators``, the CUDA generators a step draws from besides the default one.
+    each batch before the forward pass. ``replayable``: None when a step may keep state in
+    Python from one step to the next; else the step keeps none, so on a GPU it may be replayed from a
+    CUDA graph (step.py), and ``replayable`` lists the CUDA generators it draws from besides the
+    default one (the graph registers them).
+    ``feed``: an iterator whose next item (a tuple) each step gets beside its labels: ``loss_fn(x, (y,
+    *item))``; what a step needs from the host (another batch, a weight that ramps) comes this way.
     """
     s = settings
     epochs = check_settings(s, validate, optimizer)
@@ -237,8 +241,8 @@ def fit(
     guard = DivergenceGuard(stage, history, trained_modules(model, train_modules), trained_params(optimizer))
     writer = open_writer(s.writer)
     bar = tqdm(range(epochs), desc=stage, disable=not s.progress, leave=True)
-    step = training_step(optimizer, loss_fn, guard, s, augment, precision, generators if graph_safe else None)
-    run = dict(step_scheduler=scheduler if per_step else None)
+    step = training_step(optimizer, loss_fn, guard, s, augment, precision, replayable)
+    run = dict(step_scheduler=scheduler if per_step else None, feed=feed)
     start = time.perf_counter()
     try:
         for epoch in bar:

@@ -49,6 +49,15 @@ def ramp(steps):
         yield min(1.0, step / steps)
 
 
+def eased(overrule, steps):
+    """Self-training's ``overrule`` at each step: ``None`` throughout without one, else from 1.0 (nothing
+    set aside but on certainty) down to it in a straight line over ``steps`` steps, as VAT's weight
+    rises (``ramp``)."""
+    if overrule is None:
+        return itertools.repeat(None)
+    return (overrule + (1.0 - overrule) * (1 - w) for w in ramp(steps))
+
+
 class Smoothing:
     """VAT's term for each step of a loop of ``steps_per_epoch`` steps, its weight ramped up linearly
     over the first ``RAMP_EPOCHS`` epochs."""
@@ -57,5 +66,8 @@ class Smoothing:
         self.radius = number("vat", radius, above=0.0)
         self.weights = ramp(RAMP_EPOCHS * steps_per_epoch)
 
-    def __call__(self, model, x, answer, *, generator=None) -> torch.Tensor:
-        return next(self.weights) * virtual_adversarial_loss(model, x, answer, self.radius, generator=generator)
+    def __call__(self, model, x, answer, *, weight=None, generator=None) -> torch.Tensor:
+        """The term at this step's weight: ``weight`` when given (drawn from ``self.weights`` by the
+        caller, as self-training does so that a GPU may replay its step), else the ramp's next."""
+        weight = next(self.weights) if weight is None else weight
+        return weight * virtual_adversarial_loss(model, x, answer, self.radius, generator=generator)

@@ -7,13 +7,14 @@ a GPU busy: a step is a few hundred kernels of a few microseconds each, and Pyth
 launch them than the GPU takes to run them. A CUDA graph records a step's kernels once and then
 launches them all at once. What a replay uses is fixed when it is recorded, so:
 
-- each batch is copied into the same two buffers, and only batches of the first batch's shape are
-  replayed (a smaller last batch runs step by step, so no image is dropped);
+- each batch is copied into the same buffers, and only batches of the first batch's shapes are
+  replayed (a smaller last batch runs step by step, so no image is dropped); numbers that change
+  from step to step (self-training's ramps) are copied into tensors the same way;
 - the random number generators are registered with the graph, so each replay draws new numbers;
 - the learning rates are read from tensors, into which a scheduler's value is copied before each
   replay;
 - what the step does in Python runs once, while recording: only steps that keep no state in Python
-  between steps can be replayed (the library's own stages say so: ``fit(graph_safe=True)``).
+  between steps can be replayed (the library's own stages say so: ``fit(replayable=...)``).
 
 Recording needs a CUDA device and the library's fused Adam. Where it fails (a step that reads a
 value on the host, an operation a graph cannot hold), a warning says why and training goes on step
@@ -50,8 +51,9 @@ def make_step(optimizer, loss_fn, guard, settings, *, augment=None, mixed=False,
     every_step = not graphed and reads_every_step(settings, params[0].device)
 
     def step(x, y):
-        # forward; a recorded graph cannot hold autocast's cache of cast weights
-        with torch.autocast(params[0].device.type, dtype=torch.bfloat16, enabled=mixed, cache_enabled=not graphed):
+        # forward. Autocast's cache of cast weights stays on when recorded: it lives and is cleared inside
+        # the step, and turning it off changes the numbers where a step uses a weight twice (self-training)
+        with torch.autocast(params[0].device.type, dtype=torch.bfloat16, enabled=mixed):
             x = augment(x) if augment is not None else x
             loss = loss_fn(x, y)
         if guard.step == 0:
@@ -99,8 +101,10 @@ def can_record(optimizer, device) -> bool:
 
 class StepGraph:
     """``step(x, y) -> (loss, gradient norm or None)`` for each batch: after ``warmup`` eager steps,
-    every batch of the first batch's shape is replayed from one recorded CUDA graph; any other runs
-    ``step`` itself. ``generators``: the CUDA generators ``step`` draws from besides the default one."""
+    every batch of the first batch's shapes is replayed from one recorded CUDA graph; any other runs
+    ``step`` itself. ``y`` may be a tuple of tensors, numbers and None (a step's further inputs: the
+    loop's ``feed``); a number is replayed from a tensor holding it. ``generators``: the CUDA
+    generators ``step`` draws from besides the default one."""
 
     def __init__(self, step, optimizer, generators=(), warmup=WARMUP_STEPS):
         self.step = step
@@ -108,8 +112,8 @@ class StepGraph:
         self.generators = [g for g in generators if g is not None and g.device.type == "cuda"]
         self.warmup = warmup
         self.seen = 0  # eager steps taken before recording
-        self.shape = None  # the first batch's (x, y) shapes and dtypes: the ones replayed
-        self.inputs = None  # the buffers each batch is copied into
+        self.shape = None  # the first batch's shapes and dtypes (``signature``): the ones replayed
+        self.inputs = None  # (x, y) as buffers each batch is copied into
         self.outputs = None  # (loss, norm) as the replayed step writes them
         self.lrs = None  # one learning-rate tensor per parameter group, read by the replayed update
         self.graph = None  # the recorded CUDA graph, kept alive while it is replayed
@@ -128,15 +132,18 @@ class StepGraph:
             return self.on_side_stream(x, y)
         if self.replay is None and not self.record(x, y):
             return self.step(x, y)
-        self.inputs[0].copy_(x)
-        self.inputs[1].copy_(y)
+        for buffer, value in zip(leaves(self.inputs), leaves((x, y))):
+            if isinstance(value, torch.Tensor):
+                buffer.copy_(value)
+            elif value is not None:
+                buffer.fill_(value)  # a number from the host: no synchronisation
         for lr, group in zip(self.lrs, self.optimizer.param_groups):
             lr.fill_(group["lr"])  # a scheduler's latest value: a host number, no synchronisation
         self.replay()
         return self.outputs
 
     def fits(self, x, y) -> bool:
-        shape = (x.shape, x.dtype, y.shape, y.dtype)
+        shape = signature((x, y))
         if self.shape is None:
             self.shape = shape
         return shape == self.shape
@@ -157,7 +164,7 @@ class StepGraph:
         replayed like every later one. False (after a warning) when it cannot be recorded."""
         groups = self.optimizer.param_groups
         floats = [(group["lr"], group.get("capturable", False)) for group in groups]
-        self.inputs = (x.clone(), y.clone())
+        self.inputs = buffers((x, y), x.device)
         self.lrs = [torch.tensor(float(lr), device=x.device) for lr, _ in floats]
         try:
             for group, lr in zip(groups, self.lrs):
@@ -186,3 +193,28 @@ class StepGraph:
             self.outputs = run()
         self.graph = graph  # the replay and its memory belong to it
         return graph.replay
+
+
+def leaves(inputs) -> list:
+    """(x, y) as a flat list: ``y`` may be a tuple of a step's inputs."""
+    x, y = inputs
+    return [x, *y] if isinstance(y, tuple) else [x, y]
+
+
+def signature(inputs) -> tuple:
+    """What must match for a replay: each tensor's shape and dtype, where the numbers and the Nones are."""
+    kinds = [(v.shape, v.dtype) if isinstance(v, torch.Tensor) else v is None for v in leaves(inputs)]
+    return (isinstance(inputs[1], tuple), *kinds)
+
+
+def buffers(inputs, device):
+    """(x, y) with each tensor copied and each number held in a float32 tensor on ``device``."""
+    held = [hold(v, device) for v in leaves(inputs)]
+    return (held[0], tuple(held[1:])) if isinstance(inputs[1], tuple) else tuple(held)
+
+
+def hold(value, device):
+    """A buffer for one input: a copy of a tensor, a tensor holding a number, None for None."""
+    if value is None or isinstance(value, torch.Tensor):
+        return value if value is None else value.clone()
+    return torch.tensor(float(value), device=device)

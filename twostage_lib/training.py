@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .augmentations import augment as augment_batch
 from .augmentations import strong_augment
-from .batches import Batches
+from .batches import Batches, forever
 from .checks import number, whole
 from .evaluation import check_targets, criterion_on, graph_safe_criterion, over_chunks, stage1_features
 from .freezing import freeze_stage1, unfreeze_stage1
@@ -24,7 +24,7 @@ from .loop import fit, loop_settings, make_optimizer, validator
 from .objectives import Contrastive, check_stage1_gradient, graph_safe_objective, make_objective
 from .recipe import DEFAULT, SELFTRAIN
 from .runtime import seed_everything, select_device
-from .smoothness import RAMP_EPOCHS, Smoothing, ramp
+from .smoothness import RAMP_EPOCHS, Smoothing, eased
 from .tensors import as_tensors, image_shape_of
 
 
@@ -62,7 +62,7 @@ def train_stage1(model, data, *, objective=DEFAULT.objective, lr=DEFAULT.lr, val
         validate=_stage1_validator(model, heads, loss_of, val, device, batch_size),
         train_modules=[model.stage1, *heads],
         objective=obj,
-        graph_safe=graph_safe_objective(obj),
+        replayable=() if graph_safe_objective(obj) else None,
     )
     model.eval()
     history.settings = {
@@ -147,7 +147,7 @@ def train_stage2(
         s,
         validate=validator(model, val, device),
         train_modules=[model.stage2],
-        graph_safe=cache_features and graph_safe_criterion(criterion),
+        replayable=() if cache_features and graph_safe_criterion(criterion) else None,
     )
     model.eval()
     return history
@@ -198,8 +198,7 @@ def finetune(
         s,
         validate=validator(model, val, device),
         augment=augment or None,
-        graph_safe=graph_safe,
-        generators=[generator],
+        replayable=[generator] if graph_safe else None,
     )
     model.eval()
     return history
@@ -313,14 +312,41 @@ def selftrain(
     batches = Batches(xu, no_labels, batch_size * unlabelled_ratio, seed=seed + 1)  # a step per unlabelled batch
     # with few labels FixMatch's 1 : ratio; with many, every label once an epoch (docs/decisions.md)
     labelled_batch = min(max(batch_size, math.ceil(len(xl) / len(batches))), len(xl))
-    labelled_batches = _forever(Batches(xl, yl, labelled_batch, seed=seed))
+    labelled_batches = forever(Batches(xl, yl, labelled_batch, seed=seed))
     smoothing = None if vat is None else Smoothing(vat, len(batches))
-    bars = _overrules(overrule, RAMP_EPOCHS * len(batches))  # each step's overrule
-    tally = dict.fromkeys(("confident", "images", "overruled", "labelled"), 0)  # device sums: no sync a step
+    bars = eased(overrule, RAMP_EPOCHS * len(batches))  # each step's overrule
+    vat_weights = smoothing.weights if smoothing is not None else itertools.repeat(None)
+    # each step's labelled batch and ramped numbers come from the host beside its unlabelled batch (the
+    # loop's feed), and the tallies are summed in place on the device: a GPU may replay the step
+    feed = ((xl_b, yl_b, bar, w) for (xl_b, yl_b), bar, w in zip(labelled_batches, bars, vat_weights))
+    tally = {k: torch.zeros((), device=device) for k in ("confident", "images", "overruled", "labelled")}
+    step_loss = _fixmatch_loss(model, shape, generator, threshold, unlabelled_weight, smoothing, tally)
+    check = validator(model, val, device)
 
-    def step_loss(xu_b, _):
-        xl_b, yl_b = next(labelled_batches)
-        supervised = _labelled_loss(model(augment_batch(xl_b, shape, generator=generator)), yl_b, next(bars), tally)
+    def per_epoch():  # the share of confident pseudo-labels this epoch, and validation when asked
+        share = {k: float(v) for k, v in tally.items()}  # read once an epoch
+        rate = {"pseudo_rate": share["confident"] / max(share["images"], 1)}
+        if overrule is not None:
+            rate["overruled"] = share["overruled"] / max(share["labelled"], 1)
+        for total in tally.values():
+            total.zero_()
+        return {**rate, **(check() if check is not None else {})}
+
+    optimizer = make_optimizer(_param_groups(model, lr, stage1_lr_scale), lr)
+    replay = dict(replayable=[generator], feed=feed)  # on a GPU, from a CUDA graph (step.py)
+    history = fit("selftrain", model, optimizer, batches, step_loss, s, validate=per_epoch, **replay)
+    model.eval()
+    return history
+
+
+def _fixmatch_loss(model, shape, generator, threshold, unlabelled_weight, smoothing, tally):
+    """Self-training's ``step_loss(unlabelled batch, (_, labelled images, labels, overrule, VAT weight))``:
+    the labelled loss, the consistency loss on confident pseudo-labels, and VAT's term if any; the
+    confident share summed into ``tally`` in place."""
+
+    def step_loss(xu_b, inputs):
+        _, xl_b, yl_b, bar, vat_weight = inputs
+        supervised = _labelled_loss(model(augment_batch(xl_b, shape, generator=generator)), yl_b, bar, tally)
         gentle = augment_batch(xu_b, shape, generator=generator)
         with torch.no_grad():  # the pseudo-labels: the model's own confident answers on a gentle view
             answer = model(gentle)
@@ -330,30 +356,10 @@ def selftrain(
         consistency = (F.cross_entropy(strong.float(), pseudo, reduction="none") * mask).mean()
         tally["confident"] += mask.sum()
         tally["images"] += len(mask)
-        smooth = 0.0 if smoothing is None else smoothing(model, gentle, answer, generator=generator)
+        smooth = 0.0 if smoothing is None else smoothing(model, gentle, answer, weight=vat_weight, generator=generator)
         return supervised + unlabelled_weight * consistency + smooth
 
-    check = validator(model, val, device)
-
-    def per_epoch():  # the share of confident pseudo-labels this epoch, and validation when asked
-        rate = {"pseudo_rate": float(tally["confident"]) / max(tally["images"], 1)}
-        if overrule is not None:
-            rate["overruled"] = float(tally["overruled"]) / max(tally["labelled"], 1)
-        tally.update(dict.fromkeys(tally, 0))
-        return {**rate, **(check() if check is not None else {})}
-
-    optimizer = make_optimizer(_param_groups(model, lr, stage1_lr_scale), lr)
-    history = fit("selftrain", model, optimizer, batches, step_loss, s, validate=per_epoch)
-    model.eval()
-    return history
-
-
-def _overrules(overrule, steps):
-    """Each step's ``overrule``: ``None`` throughout without one, else from 1.0 (nothing set aside but
-    on certainty) down to it in a straight line over ``steps`` steps, as VAT's weight rises (``ramp``)."""
-    if overrule is None:
-        return itertools.repeat(None)
-    return (overrule + (1.0 - overrule) * (1 - w) for w in ramp(steps))
+    return step_loss
 
 
 def _labelled_loss(logits, labels, overrule, tally):
@@ -383,8 +389,3 @@ def _unlabelled_images(unlabelled, device):
     if len(x) == 0:
         raise ValueError("the unlabelled data holds no images; pass the training images (labels are not read)")
     return x
-
-
-def _forever(batches):
-    while True:
-        yield from batches

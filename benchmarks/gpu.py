@@ -4,10 +4,11 @@
     python -m benchmarks.gpu --device cpu --quick --epochs 2   # the same measurements on the CPU
 
 For each stage at its default batch (stage 1 contrastive, stage 2 on cached features, fine-tuning
-with augmentation): epochs timed with CUDA events (on a GPU) and the wall clock in three ways,
-interleaved, so their ratios come from one run: each full batch's step replayed from a CUDA graph
-(the default on a GPU: twostage_lib/step.py), step by step with the loss read once an epoch
-(``cuda_graph=False``), and step by step with the loss read on the host every step
+with augmentation, and self-training as the study's propagate row runs it: a label for every image,
+as its spread labels give, with overrule and VAT): epochs timed with CUDA events (on a GPU) and the
+wall clock in three ways, interleaved, so their ratios come from one run: each full batch's step
+replayed from a CUDA graph (the default on a GPU: twostage_lib/step.py), step by step with the loss
+read once an epoch (``cuda_graph=False``), and step by step with the loss read on the host every step
 (``read_every_step=True``). The launches a step makes from the host (torch.profiler: kernels,
 copies, graph replays) times the cost of one launch (a tiny kernel, timed back to back) is the
 launch floor, the least a step can take however fast the arithmetic. On a CPU no graph is recorded:
@@ -30,11 +31,11 @@ import torch
 
 import twostage_lib as ts
 from benchmarks.common import DEFAULT_BATCH, run_process
-from twostage_lib.recipe import RUN
+from twostage_lib.recipe import PROPAGATE, RUN, SELFTRAIN
 from twostage_lib.runtime import describe_machine, select_device
 
 HERE = Path(__file__).resolve().parent
-STAGES = ("stage1", "stage2", "finetune")
+STAGES = ("stage1", "stage2", "finetune", "selftrain")
 MODES = {  # the loop's settings for each way of running a step
     "graph": dict(read_every_step=False, cuda_graph=True),
     "step by step": dict(read_every_step=False, cuda_graph=False),
@@ -60,9 +61,17 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+def batch_of(stage) -> int:
+    """Images a step: the stage's default batch; for self-training, its unlabelled images a step."""
+    return SELFTRAIN.batch_size * SELFTRAIN.unlabelled_ratio if stage == "selftrain" else DEFAULT_BATCH[stage]
+
+
 def train(stage, model, data, device, epochs, mode):
     """One stage's run at the library's defaults, a step run the ``mode`` way (``MODES``); its History."""
-    loop = dict(epochs=epochs, batch_size=DEFAULT_BATCH[stage], device=device, progress=False, **MODES[mode])
+    loop = dict(epochs=epochs, device=device, progress=False, **MODES[mode])
+    if stage == "selftrain":
+        return ts.selftrain(model, data, data, overrule=PROPAGATE.overrule, vat=PROPAGATE.vat, **loop)
+    loop["batch_size"] = DEFAULT_BATCH[stage]
     if stage == "stage1":
         return ts.train_stage1(model, data, objective="contrastive", lr=RUN.lr, **loop)
     if stage == "stage2":
@@ -119,7 +128,7 @@ def measure_stage(stage, data, device, epochs, rounds) -> dict:
     """The three ways of running a step (``MODES``), interleaved ``rounds`` times from the same start."""
     ts.seed_everything(0)
     start = ts.TwoStageNetwork(in_features=data.train.num_features).to(device)
-    batch = DEFAULT_BATCH[stage]
+    batch = batch_of(stage)
     runs = {mode: [] for mode in MODES}
     for _ in range(rounds):
         for mode in MODES:

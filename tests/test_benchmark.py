@@ -44,7 +44,7 @@ def test_the_gpu_benchmark_measures_every_stage_on_the_cpu_too(tmp_path, capsys)
     args = ["--device", "cpu", "--quick", "--data", "bundled", "--images", "1024", "--epochs", "2", "--rounds", "1"]
     assert gpu.main([*args, "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert [r["stage"] for r in result["stages"]] == ["stage1", "stage2", "finetune"]
+    assert [r["stage"] for r in result["stages"]] == ["stage1", "stage2", "finetune", "selftrain"]
     for r in result["stages"]:
         assert r["steps_per_epoch"] == -(-1024 // r["batch"]) and r["epoch_s"] > 0 and r["launches_per_step"] > 10
         assert r["launches_per_step"] == r["launches_per_step_step_by_step"] and not r["graphed"]  # the same steps

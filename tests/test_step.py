@@ -27,18 +27,12 @@ class EagerReplay(S.StepGraph):
 
     def capture(self, run):
         EagerReplay.recorded += 1
-        self.outputs = None
+        outputs = [None, None]
 
-        def replay():
-            loss, norm = run()
-            if self.outputs is None:
-                self.outputs = (loss.clone(), None if norm is None else norm.clone())
-            else:  # a graph writes its outputs into the same tensors each replay
-                self.outputs[0].copy_(loss)
-                if norm is not None:
-                    self.outputs[1].copy_(norm)
+        def replay():  # a graph writes its outputs into the same tensors at each replay
+            outputs[:] = run()
 
-        return replay
+        return replay, outputs
 
 
 class FailingRecord(S.StepGraph):
@@ -67,7 +61,7 @@ def train(stage, small, **extra):
     elif stage == "denoising":
         h = ts.train_stage1(net, small[0], objective="denoising", epochs=2, **QUICK, **extra)
     elif stage == "stage2":
-        h = ts.train_stage2(net, small[0], epochs=3, **dict(QUICK, batch_size=512), **extra)
+        h = ts.train_stage2(net, small[0], **{**QUICK, "batch_size": 512, "epochs": 3, **extra})
     elif stage == "selftrain":  # the propagate row's: the overrule and VAT's weight ramp every step
         labelled = ts.labels_per_class(small[0], 10, seed=0)
         ramps = dict(overrule=0.3, vat=2.0)
@@ -113,11 +107,21 @@ def test_self_training_replayed_trains_the_same_weights_bit_for_bit(graphs_on_cp
     plain, h_plain = run(cuda_graph=False)
     graphs_on_cpu(EagerReplay)
     replayed, h = run()
-    assert EagerReplay.recorded == 1 and h.graphed
+    assert EagerReplay.recorded == 2 and h.graphed  # 100 labels at 64 a step: labelled batches of 64 and 36
     assert same(replayed, plain)
     for key in ("train_loss", "pseudo_rate", "overruled"):
         assert h[key] == h_plain[key], key
     assert max(h["pseudo_rate"]) > 0 and (not extras or max(h["overruled"]) > 0)  # the tallies counted
+
+
+def test_the_last_smaller_batch_gets_a_graph_of_its_own(graphs_on_cpu, small):
+    """Stage 2 at 512: 3 full batches and one of 464 an epoch. The full batches warm up in epoch 1 and
+    are recorded in epoch 2; the last batch warms up in epochs 1-3 and is recorded in epoch 4."""
+    plain, h_plain = train("stage2", small, cuda_graph=False, epochs=6)
+    graphs_on_cpu(EagerReplay)
+    replayed, h = train("stage2", small, epochs=6)
+    assert EagerReplay.recorded == 2
+    assert same(replayed, plain) and h["train_loss"] == h_plain["train_loss"]
 
 
 def test_a_step_that_cannot_be_recorded_warns_once_and_trains_step_by_step(graphs_on_cpu, small):
@@ -170,7 +174,8 @@ def test_only_the_library_s_own_steps_are_offered_to_a_graph(graphs_on_cpu, smal
 
 
 def test_the_warm_up_and_the_last_smaller_batch_run_step_by_step(graphs_on_cpu, small, monkeypatch):
-    """8 batches an epoch, the last smaller: 3 warm-up steps, then 4 replays and 1 plain step; then 7 and 1."""
+    """8 batches an epoch, the last smaller: 3 warm-up steps, then 4 replays, and the last batch warms up
+    its own graph; then 7 replays and the last batch's second warm-up."""
     calls = []
 
     class Counting(EagerReplay):
@@ -179,13 +184,13 @@ def test_the_warm_up_and_the_last_smaller_batch_run_step_by_step(graphs_on_cpu, 
             return super().on_side_stream(x, y)
 
         def capture(self, run):
-            replay = super().capture(run)
+            replay, outputs = super().capture(run)
 
             def counted():
                 calls.append("replay")
                 replay()
 
-            return counted
+            return counted, outputs
 
     graphs_on_cpu(Counting)
     net = ts.TwoStageNetwork()
@@ -203,7 +208,7 @@ def test_the_warm_up_and_the_last_smaller_batch_run_step_by_step(graphs_on_cpu, 
     monkeypatch.setattr(S, "make_step", spy)
     ts.finetune(net, small[0], epochs=2, **QUICK)
     sizes = [c for c in calls if isinstance(c, int)]
-    assert calls.count("warm-up") == 3 and calls.count("replay") == 4 + 7
+    assert calls.count("warm-up") == 3 + 2 and calls.count("replay") == 4 + 7
     assert sizes == ([256] * 7 + [2000 - 7 * 256]) * 2  # every batch trained once, the smaller last one too
 
 

@@ -7,9 +7,9 @@ a GPU busy: a step is a few hundred kernels of a few microseconds each, and Pyth
 launch them than the GPU takes to run them. A CUDA graph records a step's kernels once and then
 launches them all at once. What a replay uses is fixed when it is recorded, so:
 
-- each batch is copied into the same buffers, and only batches of the first batch's shapes are
-  replayed (a smaller last batch runs step by step, so no image is dropped); numbers that change
-  from step to step (self-training's ramps) are copied into tensors the same way;
+- each batch is copied into the same buffers, so a graph is recorded for each batch shape: one for
+  the full batches, one for the smaller last batch (no image is dropped, nothing padded); numbers
+  that change from step to step (self-training's ramps) are copied into tensors the same way;
 - the random number generators are registered with the graph, so each replay draws new numbers;
 - the learning rates are read from tensors, into which a scheduler's value is copied before each
   replay;
@@ -30,6 +30,7 @@ import torch
 from .checks import scalar_loss
 
 WARMUP_STEPS = 3  # eager steps first, on a side stream: Adam's state and the libraries' lazy set-up happen there
+MAX_SHAPES = 4  # graphs recorded at most in one run, one for each batch shape (full, last, self-training's pairs)
 
 
 def reads_every_step(settings, device) -> bool:
@@ -100,53 +101,41 @@ def can_record(optimizer, device) -> bool:
 
 
 class StepGraph:
-    """``step(x, y) -> (loss, gradient norm or None)`` for each batch: after ``warmup`` eager steps,
-    every batch of the first batch's shapes is replayed from one recorded CUDA graph; any other runs
-    ``step`` itself. ``y`` may be a tuple of tensors, numbers and None (a step's further inputs: the
-    loop's ``feed``); a number is replayed from a tensor holding it. ``generators``: the CUDA
-    generators ``step`` draws from besides the default one."""
+    """``step(x, y) -> (loss, gradient norm or None)`` for each batch, replayed from a recorded CUDA
+    graph: one graph for each batch shape (the full batches, the last smaller one), recorded after
+    ``warmup`` eager steps of that shape, at most ``shapes`` of them; any other batch runs ``step``
+    itself. ``y`` may be a tuple of tensors, numbers and None (a step's further inputs: the loop's
+    ``feed``); a number is replayed from a tensor holding it. ``generators``: the CUDA generators
+    ``step`` draws from besides the default one."""
 
-    def __init__(self, step, optimizer, generators=(), warmup=WARMUP_STEPS):
+    def __init__(self, step, optimizer, generators=(), warmup=WARMUP_STEPS, shapes=MAX_SHAPES):
         self.step = step
         self.optimizer = optimizer
         self.generators = [g for g in generators if g is not None and g.device.type == "cuda"]
         self.warmup = warmup
-        self.seen = 0  # eager steps taken before recording
-        self.shape = None  # the first batch's shapes and dtypes (``signature``): the ones replayed
-        self.inputs = None  # (x, y) as buffers each batch is copied into
-        self.outputs = None  # (loss, norm) as the replayed step writes them
-        self.lrs = None  # one learning-rate tensor per parameter group, read by the replayed update
-        self.graph = None  # the recorded CUDA graph, kept alive while it is replayed
-        self.replay = None
+        self.shapes = shapes
+        self.seen = {}  # eager steps taken so far, for each batch shape (``signature``)
+        self.recordings = {}  # the recorded step, for each batch shape
         self.failed = None  # why recording failed; then every step runs eagerly
 
     @property
     def replaying(self) -> bool:
-        return self.replay is not None
+        return bool(self.recordings)
 
     def __call__(self, x, y):
-        if self.failed is not None or not self.fits(x, y):
-            return self.step(x, y)
-        if self.seen < self.warmup:
-            self.seen += 1
-            return self.on_side_stream(x, y)
-        if self.replay is None and not self.record(x, y):
-            return self.step(x, y)
-        for buffer, value in zip(leaves(self.inputs), leaves((x, y))):
-            if isinstance(value, torch.Tensor):
-                buffer.copy_(value)
-            elif value is not None:
-                buffer.fill_(value)  # a number from the host: no synchronisation
-        for lr, group in zip(self.lrs, self.optimizer.param_groups):
-            lr.fill_(group["lr"])  # a scheduler's latest value: a host number, no synchronisation
-        self.replay()
-        return self.outputs
-
-    def fits(self, x, y) -> bool:
-        shape = signature((x, y))
-        if self.shape is None:
-            self.shape = shape
-        return shape == self.shape
+        key = signature((x, y))
+        recording = self.recordings.get(key)
+        if recording is None:
+            if self.failed is not None or len(self.recordings) >= self.shapes:
+                return self.step(x, y)
+            self.seen[key] = self.seen.get(key, 0) + 1
+            if self.seen[key] <= self.warmup:
+                return self.on_side_stream(x, y)
+            recording = self.record(x, y)
+            if recording is None:
+                return self.step(x, y)
+            self.recordings[key] = recording
+        return recording(x, y, self.optimizer)
 
     def on_side_stream(self, x, y):
         """An eager step on a side stream, as recording wants its warm-up (the CUDA graphs notes)."""
@@ -159,40 +148,61 @@ class StepGraph:
         torch.cuda.current_stream(x.device).wait_stream(side)
         return out
 
-    def record(self, x, y) -> bool:
-        """Record one step on buffers holding this batch. Recording trains nothing: the batch is then
-        replayed like every later one. False (after a warning) when it cannot be recorded."""
+    def record(self, x, y):
+        """Record one step on buffers holding this batch: a ``Recording``, or None (after a warning) when
+        it cannot be recorded. Recording trains nothing: the batch is then replayed like every later one."""
         groups = self.optimizer.param_groups
         floats = [(group["lr"], group.get("capturable", False)) for group in groups]
-        self.inputs = buffers((x, y), x.device)
-        self.lrs = [torch.tensor(float(lr), device=x.device) for lr, _ in floats]
+        inputs = buffers((x, y), x.device)
+        lrs = [torch.tensor(float(lr), device=x.device) for lr, _ in floats]
         try:
-            for group, lr in zip(groups, self.lrs):
+            for group, lr in zip(groups, lrs):
                 group["lr"], group["capturable"] = lr, True  # the update reads its rate from the tensor
-            self.replay = self.capture(lambda: self.step(*self.inputs))
+            replay, outputs = self.capture(lambda: self.step(*inputs))
         except Exception as error:  # noqa: BLE001 - whatever stops recording, training goes on step by step
             self.failed = f"{type(error).__name__}: {error}"
-            self.replay = self.inputs = self.outputs = None
+            self.recordings.clear()
             warnings.warn(
                 f"this training step could not be recorded as a CUDA graph ({self.failed}); every step now "
                 "runs one by one: the same training, slower. LoopSettings(cuda_graph=False) skips the attempt",
                 stacklevel=4,
             )
-            return False
+            return None
         finally:
             for group, (lr, capturable) in zip(groups, floats):
                 group["lr"], group["capturable"] = lr, capturable
-        return True
+        return Recording(inputs, lrs, replay, outputs)
 
     def capture(self, run):
-        """Record ``run()`` into a CUDA graph; its outputs become ``self.outputs``. Returns the replay."""
+        """Record ``run()`` into a CUDA graph: (its replay, its outputs as each replay rewrites them)."""
         graph = torch.cuda.CUDAGraph()
         for generator in self.generators:
             graph.register_generator_state(generator)
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other threads (a notebook's) may use CUDA
-            self.outputs = run()
-        self.graph = graph  # the replay and its memory belong to it
-        return graph.replay
+            outputs = run()
+        return graph.replay, outputs  # the bound replay keeps the graph, and its memory, alive
+
+
+class Recording:
+    """One recorded step: the buffers it reads (the batch, the learning rates) and what it writes."""
+
+    def __init__(self, inputs, lrs, replay, outputs):
+        self.inputs = inputs
+        self.lrs = lrs
+        self.replay = replay
+        self.outputs = outputs
+
+    def __call__(self, x, y, optimizer):
+        """This batch and the optimizer's rates copied into the buffers, then the step replayed."""
+        for buffer, value in zip(leaves(self.inputs), leaves((x, y))):
+            if isinstance(value, torch.Tensor):
+                buffer.copy_(value)
+            elif value is not None:
+                buffer.fill_(value)  # a number from the host: no synchronisation
+        for lr, group in zip(self.lrs, optimizer.param_groups):
+            lr.fill_(group["lr"])  # a scheduler's latest value: a host number, no synchronisation
+        self.replay()
+        return tuple(self.outputs)
 
 
 def leaves(inputs) -> list:

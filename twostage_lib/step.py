@@ -2,7 +2,7 @@
 (docs/decisions.md, "The GPU at its limit").
 
 ``make_step`` builds the step every stage runs; ``fit`` calls it once a batch. On a GPU,
-``StepGraph`` replays every full batch's step from one CUDA graph. This network is too small to keep
+``StepGraph`` replays each batch's step from a CUDA graph recorded for its shape. This network is too small to keep
 a GPU busy: a step is a few hundred kernels of a few microseconds each, and Python takes longer to
 launch them than the GPU takes to run them. A CUDA graph records a step's kernels once and then
 launches them all at once. What a replay uses is fixed when it is recorded, so:

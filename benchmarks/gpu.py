@@ -6,7 +6,7 @@
 For each stage at its default batch (stage 1 contrastive, stage 2 on cached features, fine-tuning
 with augmentation, and self-training as the study's propagate row runs it: a label for every image,
 as its spread labels give, with overrule and VAT): epochs timed with CUDA events (on a GPU) and the
-wall clock in three ways, interleaved, so their ratios come from one run: each full batch's step
+wall clock in three ways, interleaved, so their ratios come from one run: each batch's step
 replayed from a CUDA graph (the default on a GPU: twostage_lib/step.py), step by step with the loss
 read once an epoch (``cuda_graph=False``), and step by step with the loss read on the host every step
 (``read_every_step=True``). The launches a step makes from the host (torch.profiler: kernels,

@@ -2,8 +2,8 @@
 
 On the CPU no graph can be recorded, so ``EagerReplay`` stands in for the recording: it keeps the
 step it was handed and runs it on the same buffers at each "replay", as a graph replays its kernels.
-Everything around the recording (the warm-up steps, the buffers each batch is copied into, the last
-smaller batch run step by step, the learning rates swapped for tensors and back, the fallback when
+Everything around the recording (the warm-up steps, the buffers each batch is copied into, a graph
+for each batch shape, the learning rates swapped for tensors and back, the fallback when
 recording fails) then runs as on a GPU, and must train the same weights, bit for bit, as the plain
 step. The tests marked for CUDA record real graphs.
 """

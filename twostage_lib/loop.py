@@ -41,7 +41,7 @@ class History:
     precision: str = "fp32"  # what the forward pass ran in: "fp32" or "bf16" (autocast)
     stopped_at: dict | None = None  # where an interruption stopped training: {"epoch", "step"}
     settings: dict = field(default_factory=dict)  # what stage 1 was asked to train with (course.save_stage1)
-    graphed: bool = False  # full batches were replayed from a CUDA graph (step.py)
+    graphed: bool = False  # steps were replayed from CUDA graphs (step.py)
 
     def __getitem__(self, key):
         return [e.get(key) for e in self.epochs]
@@ -119,7 +119,7 @@ class LoopSettings:
     callback: Callable | None = None  # callback(record) after every epoch; returning True stops training
     stop: threading.Event | None = None  # once set (a signal handler, another thread): stop after this step
     read_every_step: bool | None = None  # the loss read on the host each step; None: on a CPU (free), not on a GPU
-    cuda_graph: bool = True  # on a CUDA GPU, replay each full batch's step from a CUDA graph where it can (step.py)
+    cuda_graph: bool = True  # on a CUDA GPU, replay each step from a CUDA graph where it can (step.py)
 
 
 LOOP_FIELDS = tuple(f.name for f in fields(LoopSettings))

@@ -2,9 +2,9 @@
 (docs/decisions.md, "The GPU at its limit").
 
 ``make_step`` builds the step every stage runs; ``fit`` calls it once a batch. On a GPU,
-``StepGraph`` replays each batch's step from a CUDA graph recorded for its shape. This network is too small to keep
-a GPU busy: a step is a few hundred kernels of a few microseconds each, and Python takes longer to
-launch them than the GPU takes to run them. A CUDA graph records a step's kernels once and then
+``StepGraph`` replays each batch's step from a CUDA graph recorded for its shape. This network is
+too small to keep a GPU busy: a step is a few hundred kernels of a few microseconds each, and Python
+takes longer to launch them than the GPU takes to run them. A CUDA graph records a step's kernels once and then
 launches them all at once. What a replay uses is fixed when it is recorded, so:
 
 - each batch is copied into the same buffers, so a graph is recorded for each batch shape: one for
@@ -42,14 +42,14 @@ def reads_every_step(settings, device) -> bool:
     return device.type == "cpu"
 
 
-def make_step(optimizer, loss_fn, guard, settings, *, augment=None, mixed=False, graphed=False):
+def make_step(optimizer, loss_fn, guard, settings, *, augment=None, mixed=False):
     """One training step, ``step(x, y) -> (loss, gradient norm or None)``: forward (in bfloat16 where
     the precision policy chose it), backward, clipping, update. Where the loss is read every step
-    (``reads_every_step``), a NaN loss or gradient stops training before the update. ``graphed``: the
-    step will be recorded as a CUDA graph (``StepGraph``), so it reads nothing on the host."""
+    (``reads_every_step``), a NaN loss or gradient stops training before the update; otherwise it
+    reads nothing on the host, so a CUDA graph can record it (``StepGraph``)."""
     params = guard.params
     clip = settings.clip_grad_norm
-    every_step = not graphed and reads_every_step(settings, params[0].device)
+    every_step = reads_every_step(settings, params[0].device)
 
     def step(x, y):
         # forward. Autocast's cache of cast weights stays on when recorded: it lives and is cleared inside
@@ -87,7 +87,7 @@ def training_step(optimizer, loss_fn, guard, settings, augment, precision, gener
         and not reads_every_step(settings, device)
         and can_record(optimizer, device)
     )
-    step = make_step(optimizer, loss_fn, guard, settings, augment=augment, mixed=precision == "bf16", graphed=graphed)
+    step = make_step(optimizer, loss_fn, guard, settings, augment=augment, mixed=precision == "bf16")
     return StepGraph(step, optimizer, generators) if graphed else step
 
 

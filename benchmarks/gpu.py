@@ -12,9 +12,16 @@ read once an epoch (``cuda_graph=False``), and step by step with the loss read o
 (``read_every_step=True``). The launches a step makes from the host (torch.profiler: kernels,
 copies, graph replays) times the cost of one launch (a tiny kernel, timed back to back) is the
 launch floor, the least a step can take however fast the arithmetic. On a CPU no graph is recorded:
-the first two ways are then the same training. Then the whole ``python -m twostage_lib run`` as a
-process, import and CUDA start included (left out with --quick). The data: ``load_mnist``'s
-(``--data``; $TWOSTAGE_DATA names the full files).
+the first two ways are then the same training.
+
+A fourth way, once a stage (the first round; --no-compile leaves it out): the network's two stages
+compiled in place with ``torch.compile(mode="reduce-overhead")`` (on a GPU its CUDA graphs), step
+by step otherwise, with the compiler's caches off, as on a learner's first run. The time of a stage
+as a run trains it (its epochs in ``RUN``; self-training's in ``PROPAGATE``), set-up, recording and
+compiling included, says which of the recorded graph and the compiler wins. A compiler that fails
+is reported, not fatal. Then the whole ``python -m twostage_lib run`` as a process, import and CUDA
+start included, and the same process training no epoch: what is not training (left out with
+--quick). The data: ``load_mnist``'s (``--data``; $TWOSTAGE_DATA names the full files).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import math
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -40,6 +48,15 @@ MODES = {  # the loop's settings for each way of running a step
     "graph": dict(read_every_step=False, cuda_graph=True),
     "step by step": dict(read_every_step=False, cuda_graph=False),
     "read every step": dict(read_every_step=True, cuda_graph=False),
+    "compiled": dict(read_every_step=False, cuda_graph=False),  # and the network compiled (compile_network)
+}
+# the epochs a stage trains in `python -m twostage_lib run` (3 + 6 + 25: the issue's 34-epoch run;
+# fine-tuning may stop earlier) and in the study's propagate row (self-training)
+RUN_EPOCHS = {
+    "stage1": RUN.epochs_stage1,
+    "stage2": RUN.epochs_stage2,
+    "finetune": RUN.epochs_finetune,
+    "selftrain": PROPAGATE.epochs,
 }
 
 
@@ -66,8 +83,31 @@ def batch_of(stage) -> int:
     return SELFTRAIN.batch_size * SELFTRAIN.unlabelled_ratio if stage == "selftrain" else DEFAULT_BATCH[stage]
 
 
+def compile_network(model) -> None:
+    """Compile the network's two stages in place, as a learner would: ``torch.compile`` with
+    ``mode="reduce-overhead"`` (CUDA graphs of the compiled forward and backward, on a GPU). The
+    objective's projection and the loss stay as they are. Dynamo's record of earlier models is
+    cleared first, so each run compiles from scratch."""
+    torch._dynamo.reset()
+    for part in (model.stage1, model.stage2):
+        part.compile(mode="reduce-overhead")
+
+
 def train(stage, model, data, device, epochs, mode):
     """One stage's run at the library's defaults, a step run the ``mode`` way (``MODES``); its History."""
+    if mode == "compiled":
+        compile_network(model)
+        import torch._inductor.config as inductor
+
+        # every variant compiled (two stages, training and evaluation, each batch shape): past dynamo's
+        # default of 8 a function, the rest would run eagerly and the compiled way would not be measured
+        with (
+            inductor.patch(force_disable_caches=True),
+            torch._dynamo.config.patch(recompile_limit=64),
+            warnings.catch_warnings(),
+        ):
+            warnings.filterwarnings("ignore", message="dynamo_pgo force disabled")  # what the line above asks
+            return train(stage, model, data, device, epochs, "step by step")
     loop = dict(epochs=epochs, device=device, progress=False, **MODES[mode])
     if stage == "selftrain":
         return ts.selftrain(model, data, data, overrule=PROPAGATE.overrule, vat=PROPAGATE.vat, **loop)
@@ -80,16 +120,32 @@ def train(stage, model, data, device, epochs, mode):
 
 
 def timed(stage, model, data, device, epochs, mode) -> dict:
-    """Seconds an epoch after the first (wall clock, and CUDA events on a GPU) for one run."""
+    """Seconds an epoch after the first (wall clock, and CUDA events on a GPU) for one run; the first
+    epoch's (recording or compiling in it); the whole call's (set-up such as stage 2's feature cache
+    included) and what the stage would take over its epochs in a run (``RUN_EPOCHS``)."""
     events = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if device.type == "cuda" else None
     if events:
         events[0].record()
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    start = time.perf_counter()
     history = train(stage, model, data, device, epochs, mode)
+    sync(device)
+    call = time.perf_counter() - start
     if events:
         events[1].record()
         sync(device)
     walls = history["seconds"][1:] or history["seconds"]
-    out = {"epoch_s": statistics.median(walls), "precision": history.precision, "graphed": history.graphed}
+    out = {
+        "epoch_s": statistics.median(walls),
+        "first_epoch_s": history["seconds"][0],
+        "call_s": call,
+        "stage_s": call + (RUN_EPOCHS[stage] - len(history)) * statistics.median(walls),
+        "precision": history.precision,
+        "graphed": history.graphed,
+        "compiled_graphs": counters["stats"]["unique_graphs"],  # what torch.compile compiled (recompiles too)
+    }
     if events:  # the whole run on the GPU's own clock, the first epoch included
         out["run_gpu_s"] = events[0].elapsed_time(events[1]) / 1000
     return out
@@ -124,19 +180,42 @@ def launches_per_step(stage, start, data, device, batch, mode) -> float:
     return (counts[1] - counts[0]) / math.ceil(len(small) / batch)
 
 
-def measure_stage(stage, data, device, epochs, rounds) -> dict:
-    """The three ways of running a step (``MODES``), interleaved ``rounds`` times from the same start."""
+def measure_stage(stage, data, device, epochs, rounds, compiled=True) -> dict:
+    """The three ways of running a step (``MODES``), interleaved ``rounds`` times from the same start;
+    the compiled way once, in the first round (its cost is mostly the compiling), unless ``compiled``
+    is False. A compiler that fails leaves its error in ``compile_error``."""
     ts.seed_everything(0)
     start = ts.TwoStageNetwork(in_features=data.train.num_features).to(device)
     batch = batch_of(stage)
+    # untimed: what the process does once (PyTorch's lazy imports, first kernels) is not any one way's cost
+    train(
+        stage,
+        ts.TwoStageNetwork(in_features=data.train.num_features),
+        data.train.subset(torch.arange(min(2 * batch, len(data.train)))),
+        device,
+        1,
+        "step by step",
+    )
     runs = {mode: [] for mode in MODES}
-    for _ in range(rounds):
+    compile_error = None
+    for round_ in range(rounds):
         for mode in MODES:
+            if mode == "compiled" and (round_ > 0 or not compiled):
+                continue
             model = ts.TwoStageNetwork(in_features=data.train.num_features)
             model.load_state_dict(start.state_dict())
-            runs[mode].append(timed(stage, model, data.train, device, epochs, mode))
+            try:
+                runs[mode].append(timed(stage, model, data.train, device, epochs, mode))
+            except Exception as exc:  # the compiler's failure is a finding; the other ways still count
+                if mode != "compiled":
+                    raise
+                compile_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     steps = math.ceil(len(data.train) / batch)
-    epoch = {mode: statistics.median(r["epoch_s"] for r in runs[mode]) for mode in MODES}
+    epoch = {mode: statistics.median(r["epoch_s"] for r in runs[mode]) for mode in MODES if runs[mode]}
+    median = {
+        key: {m: statistics.median(r[key] for r in runs[m]) for m in runs if runs[m]}
+        for key in ("first_epoch_s", "stage_s")
+    }
     per_step = {m: launches_per_step(stage, start, data.train, device, batch, m) for m in ("graph", "step by step")}
     out = {
         "stage": stage,
@@ -153,9 +232,15 @@ def measure_stage(stage, data, device, epochs, rounds) -> dict:
         "ms_per_step": epoch["graph"] / steps * 1000,
         "launches_per_step": per_step["graph"],
         "launches_per_step_step_by_step": per_step["step by step"],
+        "run_epochs": RUN_EPOCHS[stage],
+        "first_epoch_s": median["first_epoch_s"],
+        "stage_s": median["stage_s"],
+        "epoch_s_compiled": epoch.get("compiled"),
+        "compiled_graphs": runs["compiled"][0]["compiled_graphs"] if runs["compiled"] else None,
+        "compile_error": compile_error,
     }
     if device.type == "cuda":  # the whole run on the GPU's own clock
-        out["run_gpu_s"] = {mode: statistics.median(r["run_gpu_s"] for r in runs[mode]) for mode in MODES}
+        out["run_gpu_s"] = {mode: statistics.median(r["run_gpu_s"] for r in runs[mode]) for mode in runs if runs[mode]}
     return out
 
 
@@ -178,14 +263,58 @@ def format_table(result) -> str:
             f"{r['launches_per_step']:.0f} ({r['launches_per_step_step_by_step']:.0f}) | {floor:.0%} | "
             f"{r['graph_speedup']:.2f}x | {r['read_every_step_ratio']:.2f}x |"
         )
+    lines += ["", *compile_table(result["stages"])]
     if "run" in result:
-        run = result["run"]
+        run, idle = result["run"], result["run_no_epochs"]
         lines += [
             "",
             f"`python -m twostage_lib run`: {run['wall_seconds']:.1f} s as a process, {run['training_seconds']:.1f} s "
-            f"inside it, test accuracy {run['final_accuracy']:.2%}.",
+            f"inside it, test accuracy {run['final_accuracy']:.2%}. The same process training no epoch (import, "
+            f"start, data, evaluation): {idle['wall_seconds']:.1f} s.",
         ]
     return "\n".join(lines)
+
+
+def compile_table(stages) -> list:
+    """Recorded graph or torch.compile: each stage over its epochs in a run, set-up and recording or
+    compiling included, and the issue's 34-epoch run (stage 1, stage 2, fine-tuning)."""
+    lines = [
+        "A stage as a run trains it (its epochs), set-up, recording or compiling included: the recorded "
+        'graph, the same steps one by one, and the network under torch.compile(mode="reduce-overhead").',
+        "",
+        "| stage | epochs | first epoch: graph / compiled | epoch: graph / compiled "
+        "| stage: graph / step by step / compiled |",
+        "|---|---:|---:|---:|---:|",
+    ]
+
+    def seconds(value):
+        return "-" if value is None else f"{value:.2f} s"
+
+    for r in stages:
+        first, stage = r["first_epoch_s"], r["stage_s"]
+        compiled = [seconds(first.get("compiled")), seconds(r["epoch_s_compiled"]), seconds(stage.get("compiled"))]
+        if r["compile_error"]:
+            compiled = ["failed"] * 3
+        lines.append(
+            f"| {r['stage']} | {r['run_epochs']} | {seconds(first['graph'])} / {compiled[0]} | "
+            f"{seconds(r['epoch_s'])} / {compiled[1]} | {seconds(stage['graph'])} / "
+            f"{seconds(stage['step by step'])} / {compiled[2]} |"
+        )
+    run = [r for r in stages if r["stage"] in ("stage1", "stage2", "finetune")]
+    total = {m: sum(r["stage_s"].get(m, math.nan) for r in run) for m in ("graph", "step by step", "compiled")}
+    lines += [
+        "",
+        f"The {sum(r['run_epochs'] for r in run)}-epoch run's stages: "
+        + ", ".join(f"{m} {'-' if math.isnan(t) else f'{t:.1f} s'}" for m, t in total.items())
+        + ".",
+    ]
+    graphs = ", ".join(f"{r['stage']} {r['compiled_graphs']}" for r in stages if r["compiled_graphs"] is not None)
+    if graphs:
+        lines.append(f"Graphs torch.compile compiled (a recompile adds one): {graphs}.")
+    for r in stages:
+        if r["compile_error"]:
+            lines.append(f"torch.compile failed in {r['stage']}: {r['compile_error']}")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -194,6 +323,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=4, help="epochs a run (the first is not timed)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the three ways of running a step")
     parser.add_argument("--quick", action="store_true", help="leave out the whole run as a process")
+    parser.add_argument("--no-compile", action="store_true", help="leave out the network under torch.compile")
     parser.add_argument("--images", type=int, default=None, help="train on the first N training images (default: all)")
     parser.add_argument("--data", choices=("auto", "full", "bundled"), default="auto", help="load_mnist's source")
     parser.add_argument("--json", default=str(HERE / "gpu.json"), help="where to write the figures")
@@ -209,10 +339,15 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "data": f"{len(data.train):,} training images",
         "launch_us": launch_us(device),
-        "stages": [measure_stage(s, data, device, args.epochs, args.rounds) for s in STAGES],
+        "stages": [measure_stage(s, data, device, args.epochs, args.rounds, not args.no_compile) for s in STAGES],
     }
     if not args.quick:
         result["run"] = {k: v for k, v in run_process("--device", str(device)).items() if k != "table"}
+        no_epochs = [f"--epochs-{s}" for s in ("stage1", "stage2", "finetune")]
+        flags = [x for flag in no_epochs for x in (flag, "0")]
+        result["run_no_epochs"] = {
+            k: v for k, v in run_process("--device", str(device), *flags).items() if k != "table"
+        }
     Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     print(format_table(result))
     return 0

@@ -36,8 +36,9 @@ def test_the_committed_results_redraw_the_readme_table():
 
 def test_the_gpu_benchmark_measures_every_stage_on_the_cpu_too(tmp_path, capsys):
     """benchmarks/gpu.py, the issue's GPU figures, kept working where no GPU is: every stage timed
-    the three ways of running a step (no graph is recorded on a CPU), its operators a step counted, the
-    table printed from the JSON."""
+    the three ways of running a step (no graph is recorded on a CPU) and with the network under
+    torch.compile (its compiling in the stage's time), its operators a step counted, the table printed
+    from the JSON."""
     from benchmarks import gpu
 
     out = tmp_path / "gpu.json"
@@ -51,5 +52,8 @@ def test_the_gpu_benchmark_measures_every_stage_on_the_cpu_too(tmp_path, capsys)
         # ratios of two timings, not speed targets: a tiny stage on a busy CPU read 139x once
         assert 0 < r["read_every_step_ratio"] < math.inf and 0 < r["graph_speedup"] < math.inf
         assert r["steps_per_s"] == r["steps_per_epoch"] / r["epoch_s"]
+        # the compiler ran (it compiles on this CPU) and its stage counts the compiling: slower than its epochs
+        assert r["compile_error"] is None and r["compiled_graphs"] >= 2 and set(r["stage_s"]) == set(gpu.MODES)
+        assert r["stage_s"]["compiled"] > r["first_epoch_s"]["compiled"] > r["epoch_s_compiled"] > 0
     assert result["launch_us"] > 0 and "run" not in result
     assert gpu.format_table(result) in capsys.readouterr().out

@@ -15,7 +15,7 @@ launch floor, the least a step can take however fast the arithmetic. On a CPU no
 the first two ways are then the same training.
 
 A fourth way, once a stage (the first round; --no-compile leaves it out): the network's two stages
-compiled in place with ``torch.compile(mode="reduce-overhead")`` (on a GPU its CUDA graphs), step
+compiled with ``torch.compile(mode="reduce-overhead")`` (on a GPU its CUDA graphs), step
 by step otherwise, with the compiler's caches off, as on a learner's first run. The time of a stage
 as a run trains it (its epochs in ``RUN``; self-training's in ``PROPAGATE``), set-up, recording and
 compiling included, says which of the recorded graph and the compiler wins. A compiler that fails
@@ -84,13 +84,15 @@ def batch_of(stage) -> int:
 
 
 def compile_network(model) -> None:
-    """Compile the network's two stages in place, as a learner would: ``torch.compile`` with
-    ``mode="reduce-overhead"`` (CUDA graphs of the compiled forward and backward, on a GPU). The
-    objective's projection and the loss stay as they are. Dynamo's record of earlier models is
-    cleared first, so each run compiles from scratch."""
+    """Compile the network's two stages, as a learner would: each replaced by ``torch.compile(stage,
+    mode="reduce-overhead")`` (CUDA graphs of the compiled forward and backward, on a GPU; the same
+    parameters). The objective's projection and the loss stay as they are. Dynamo's record of earlier
+    models is cleared first, so each run compiles from scratch. (Not ``stage.compile()`` in place: in
+    the version-floor environment (torch 2.6) and Colab's (torch 2.11, Python 3.13) that compiled
+    nothing, silently; a run that compiles nothing is reported as a failure.)"""
     torch._dynamo.reset()
-    for part in (model.stage1, model.stage2):
-        part.compile(mode="reduce-overhead")
+    model.stage1 = torch.compile(model.stage1, mode="reduce-overhead")
+    model.stage2 = torch.compile(model.stage2, mode="reduce-overhead")
 
 
 def train(stage, model, data, device, epochs, mode):
@@ -101,9 +103,12 @@ def train(stage, model, data, device, epochs, mode):
 
         # every variant compiled (two stages, training and evaluation, each batch shape): past dynamo's
         # default of 8 a function, the rest would run eagerly and the compiled way would not be measured
+        limit = (
+            "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+        )  # torch < 2.7
         with (
             inductor.patch(force_disable_caches=True),
-            torch._dynamo.config.patch(recompile_limit=64),
+            torch._dynamo.config.patch(**{limit: 64}),
             warnings.catch_warnings(),
         ):
             warnings.filterwarnings("ignore", message="dynamo_pgo force disabled")  # what the line above asks
@@ -136,6 +141,11 @@ def timed(stage, model, data, device, epochs, mode) -> dict:
     if events:
         events[1].record()
         sync(device)
+    graphs = counters["stats"]["unique_graphs"]
+    if mode == "compiled":
+        torch._dynamo.reset()  # nothing compiled stays behind for the other ways' runs
+        if graphs == 0:
+            raise RuntimeError("torch.compile compiled nothing: the network ran eagerly")
     walls = history["seconds"][1:] or history["seconds"]
     out = {
         "epoch_s": statistics.median(walls),
@@ -144,7 +154,7 @@ def timed(stage, model, data, device, epochs, mode) -> dict:
         "stage_s": call + (RUN_EPOCHS[stage] - len(history)) * statistics.median(walls),
         "precision": history.precision,
         "graphed": history.graphed,
-        "compiled_graphs": counters["stats"]["unique_graphs"],  # what torch.compile compiled (recompiles too)
+        "compiled_graphs": graphs,  # what torch.compile compiled (recompiles too)
     }
     if events:  # the whole run on the GPU's own clock, the first epoch included
         out["run_gpu_s"] = events[0].elapsed_time(events[1]) / 1000

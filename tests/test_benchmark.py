@@ -57,3 +57,24 @@ def test_the_gpu_benchmark_measures_every_stage_on_the_cpu_too(tmp_path, capsys)
         assert r["stage_s"]["compiled"] > r["first_epoch_s"]["compiled"] > r["epoch_s_compiled"] > 0
     assert result["launch_us"] > 0 and "run" not in result
     assert gpu.format_table(result) in capsys.readouterr().out
+
+
+def test_a_compiler_that_compiles_nothing_is_reported_not_fatal(monkeypatch):
+    """The GPU benchmark's compiled way: a torch.compile that leaves the network eager (as an in-place
+    ``stage.compile()`` did on torch 2.6) is a finding in the table, not eager figures labelled
+    compiled, and the other ways' figures still stand."""
+    import torch
+
+    import twostage_lib as ts
+    from benchmarks import gpu
+
+    monkeypatch.setattr(gpu, "compile_network", lambda model: None)
+    data = ts.load_mnist(source="bundled", verbose=False)
+    data.train = data.train.subset(torch.arange(512))
+    r = gpu.measure_stage("stage2", data, torch.device("cpu"), epochs=2, rounds=1)
+    assert r["compile_error"] == "RuntimeError: torch.compile compiled nothing: the network ran eagerly"
+    assert r["epoch_s_compiled"] is None and r["compiled_graphs"] is None and "compiled" not in r["stage_s"]
+    assert r["epoch_s"] > 0 and set(r["stage_s"]) == {"graph", "step by step", "read every step"}
+    table = gpu.compile_table([r])
+    assert any(line.startswith("| stage2 | 6 |") and line.count("failed") == 3 for line in table)
+    assert "torch.compile failed in stage2: RuntimeError: torch.compile compiled nothing" in table[-1]

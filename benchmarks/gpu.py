@@ -19,9 +19,12 @@ compiled with ``torch.compile(mode="reduce-overhead")`` (on a GPU its CUDA graph
 by step otherwise, with the compiler's caches off, as on a learner's first run. The time of a stage
 as a run trains it (its epochs in ``RUN``; self-training's in ``PROPAGATE``), set-up, recording and
 compiling included, says which of the recorded graph and the compiler wins. A compiler that fails
-is reported, not fatal. Then the whole ``python -m twostage_lib run`` as a process, import and CUDA
-start included, and the same process training no epoch: what is not training (left out with
---quick). The data: ``load_mnist``'s (``--data``; $TWOSTAGE_DATA names the full files).
+is reported, not fatal.
+
+Before the stages (left out with --quick), the issue's headline figures: the whole ``python -m
+twostage_lib run`` as a process, import and CUDA start included, and the same process training no
+epoch (what is not training). The JSON is written after each part, so a run cut short keeps what
+it measured. The data: ``load_mnist``'s (``--data``; $TWOSTAGE_DATA names the full files).
 """
 
 from __future__ import annotations
@@ -349,16 +352,23 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "data": f"{len(data.train):,} training images",
         "launch_us": launch_us(device),
-        "stages": [measure_stage(s, data, device, args.epochs, args.rounds, not args.no_compile) for s in STAGES],
+        "stages": [],
     }
-    if not args.quick:
+
+    def save(done):  # after each part: a run cut short (a GPU lent for minutes) keeps what it measured
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"measured: {done}", flush=True)
+
+    if not args.quick:  # the issue's headline figures first: the whole process, then the same without training
         result["run"] = {k: v for k, v in run_process("--device", str(device)).items() if k != "table"}
-        no_epochs = [f"--epochs-{s}" for s in ("stage1", "stage2", "finetune")]
-        flags = [x for flag in no_epochs for x in (flag, "0")]
+        no_epochs = [x for s in ("stage1", "stage2", "finetune") for x in (f"--epochs-{s}", "0")]
         result["run_no_epochs"] = {
-            k: v for k, v in run_process("--device", str(device), *flags).items() if k != "table"
+            k: v for k, v in run_process("--device", str(device), *no_epochs).items() if k != "table"
         }
-    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        save("the run as a process")
+    for stage in STAGES:
+        result["stages"].append(measure_stage(stage, data, device, args.epochs, args.rounds, not args.no_compile))
+        save(stage)
     print(format_table(result))
     return 0
 

@@ -22,9 +22,10 @@ compiling included, says which of the recorded graph and the compiler wins. A co
 is reported, not fatal.
 
 Before the stages (left out with --quick), the issue's headline figures: the whole ``python -m
-twostage_lib run`` as a process, import and CUDA start included, and the same process training no
-epoch (what is not training). The JSON is written after each part, so a run cut short keeps what
-it measured. The data: ``load_mnist``'s (``--data``; $TWOSTAGE_DATA names the full files).
+twostage_lib run`` as a process, import and CUDA start included, the same process training no epoch
+(what is not training), and a fresh process's start part by part (``start_up``). The JSON is written
+after each part, so a run cut short keeps what it measured. The data: ``load_mnist``'s (``--data``;
+$TWOSTAGE_DATA names the full files).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import argparse
 import json
 import math
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -81,6 +83,42 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+# where a fresh process's start goes, in the order `python -m twostage_lib run` meets it
+START_UP = """
+import json, time
+t0 = time.perf_counter()
+import torch
+t1 = time.perf_counter()
+import twostage_lib as ts
+t2 = time.perf_counter()
+torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # the first optimizer: PyTorch imports torch._dynamo
+t3 = time.perf_counter()
+device = ts.select_device("{device}")
+torch.zeros(1, device=device).sum().item()  # CUDA's start, on a GPU
+t4 = time.perf_counter()
+ts.load_mnist(verbose=False)
+t5 = time.perf_counter()
+print(json.dumps(dict(import_torch=t1 - t0, import_twostage_lib=t2 - t1, first_optimizer=t3 - t2,
+                      device_start=t4 - t3, load_data=t5 - t4)))
+"""
+
+
+START_UP_PARTS = {
+    "import_torch": "import torch",
+    "import_twostage_lib": "import twostage_lib",
+    "first_optimizer": "the first optimizer",
+    "device_start": "the device's start",
+    "load_data": "the data",
+}
+
+
+def start_up(device) -> dict:
+    """Seconds of a fresh process's start, part by part (``START_UP``), measured in a new process."""
+    code = START_UP.format(device=device)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def batch_of(stage) -> int:
     """Images a step: the stage's default batch; for self-training, its unlabelled images a step."""
     return SELFTRAIN.batch_size * SELFTRAIN.unlabelled_ratio if stage == "selftrain" else DEFAULT_BATCH[stage]
@@ -106,12 +144,11 @@ def train(stage, model, data, device, epochs, mode):
 
         # every variant compiled (two stages, training and evaluation, each batch shape): past dynamo's
         # default of 8 a function, the rest would run eagerly and the compiled way would not be measured
-        limit = (
-            "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
-        )  # torch < 2.7
+        config = torch._dynamo.config
+        limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # its name before 2.7
         with (
             inductor.patch(force_disable_caches=True),
-            torch._dynamo.config.patch(**{limit: 64}),
+            config.patch(**{limit: 64}),
             warnings.catch_warnings(),
         ):
             warnings.filterwarnings("ignore", message="dynamo_pgo force disabled")  # what the line above asks
@@ -149,12 +186,12 @@ def timed(stage, model, data, device, epochs, mode) -> dict:
         torch._dynamo.reset()  # nothing compiled stays behind for the other ways' runs
         if graphs == 0:
             raise RuntimeError("torch.compile compiled nothing: the network ran eagerly")
-    walls = history["seconds"][1:] or history["seconds"]
+    epoch = statistics.median(history["seconds"][1:] or history["seconds"])
     out = {
-        "epoch_s": statistics.median(walls),
+        "epoch_s": epoch,
         "first_epoch_s": history["seconds"][0],
         "call_s": call,
-        "stage_s": call + (RUN_EPOCHS[stage] - len(history)) * statistics.median(walls),
+        "stage_s": call + (RUN_EPOCHS[stage] - len(history)) * epoch,
         "precision": history.precision,
         "graphed": history.graphed,
         "compiled_graphs": graphs,  # what torch.compile compiled (recompiles too)
@@ -283,7 +320,9 @@ def format_table(result) -> str:
             "",
             f"`python -m twostage_lib run`: {run['wall_seconds']:.1f} s as a process, {run['training_seconds']:.1f} s "
             f"inside it, test accuracy {run['final_accuracy']:.2%}. The same process training no epoch (import, "
-            f"start, data, evaluation): {idle['wall_seconds']:.1f} s.",
+            f"start, data, evaluation): {idle['wall_seconds']:.1f} s. Its start, part by part: "
+            + ", ".join(f"{START_UP_PARTS[part]} {sec:.2f} s" for part, sec in result["start_up"].items())
+            + ".",
         ]
     return "\n".join(lines)
 
@@ -365,6 +404,7 @@ def main(argv=None) -> int:
         result["run_no_epochs"] = {
             k: v for k, v in run_process("--device", str(device), *no_epochs).items() if k != "table"
         }
+        result["start_up"] = start_up(device)
         save("the run as a process")
     for stage in STAGES:
         result["stages"].append(measure_stage(stage, data, device, args.epochs, args.rounds, not args.no_compile))

@@ -105,7 +105,7 @@ def test_the_weight_ramps_up_over_the_first_epochs(start, monkeypatch):
     net, x = start[0], images(start, 32)
     monkeypatch.setattr(S, "virtual_adversarial_loss", lambda *a, **k: torch.tensor(2.0))
     term = Smoothing(2.0, steps_per_epoch=4)
-    weights = [term(net, x, net(x)).item() / 2.0 for _ in range(4 * RAMP_EPOCHS + 3)]
+    weights = [term(net, x, net(x), next(term.weights)).item() / 2.0 for _ in range(4 * RAMP_EPOCHS + 3)]
     assert weights[0] == pytest.approx(1 / (4 * RAMP_EPOCHS))
     assert all(a < b for a, b in zip(weights[: 4 * RAMP_EPOCHS], weights[1 : 4 * RAMP_EPOCHS]))
     assert weights[4 * RAMP_EPOCHS - 1 :] == [1.0] * 4

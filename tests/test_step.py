@@ -173,7 +173,7 @@ def test_only_the_library_s_own_steps_are_offered_to_a_graph(graphs_on_cpu, smal
     assert ts.finetune(net, data, criterion=weighted, epochs=1, **QUICK).graphed
 
 
-def test_the_warm_up_and_the_last_smaller_batch_run_step_by_step(graphs_on_cpu, small, monkeypatch):
+def test_each_batch_shape_warms_up_then_replays_and_every_batch_trains_once(graphs_on_cpu, small, monkeypatch):
     """8 batches an epoch, the last smaller: 3 warm-up steps, then 4 replays, and the last batch warms up
     its own graph; then 7 replays and the last batch's second warm-up."""
     calls = []

@@ -59,15 +59,14 @@ def eased(overrule, steps):
 
 
 class Smoothing:
-    """VAT's term for each step of a loop of ``steps_per_epoch`` steps, its weight ramped up linearly
-    over the first ``RAMP_EPOCHS`` epochs."""
+    """VAT's term for each step of a loop of ``steps_per_epoch`` steps; ``weights``, each step's
+    weight, ramped up linearly over the first ``RAMP_EPOCHS`` epochs."""
 
     def __init__(self, radius, steps_per_epoch):
         self.radius = number("vat", radius, above=0.0)
         self.weights = ramp(RAMP_EPOCHS * steps_per_epoch)
 
-    def __call__(self, model, x, answer, *, weight=None, generator=None) -> torch.Tensor:
-        """The term at this step's weight: ``weight`` when given (drawn from ``self.weights`` by the
-        caller, as self-training does so that a GPU may replay its step), else the ramp's next."""
-        weight = next(self.weights) if weight is None else weight
+    def __call__(self, model, x, answer, weight, *, generator=None) -> torch.Tensor:
+        """The term at this step's ``weight``, the next of ``weights``: the caller draws it (self-training
+        hands it to its step from the host, so that a GPU may replay the step)."""
         return weight * virtual_adversarial_loss(model, x, answer, self.radius, generator=generator)

@@ -225,6 +225,8 @@ def buffers(inputs, device):
 
 def hold(value, device):
     """A buffer for one input: a copy of a tensor, a tensor holding a number, None for None."""
-    if value is None or isinstance(value, torch.Tensor):
-        return value if value is None else value.clone()
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        return value.clone()
     return torch.tensor(float(value), device=device)

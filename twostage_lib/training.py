@@ -324,7 +324,7 @@ def selftrain(
     check = validator(model, val, device)
 
     def per_epoch():  # the share of confident pseudo-labels this epoch, and validation when asked
-        share = {k: float(v) for k, v in tally.items()}  # read once an epoch
+        share = dict(zip(tally, torch.stack(list(tally.values())).tolist()))  # read once an epoch, at once
         rate = {"pseudo_rate": share["confident"] / max(share["images"], 1)}
         if overrule is not None:
             rate["overruled"] = share["overruled"] / max(share["labelled"], 1)
@@ -356,7 +356,7 @@ def _fixmatch_loss(model, shape, generator, threshold, unlabelled_weight, smooth
         consistency = (F.cross_entropy(strong.float(), pseudo, reduction="none") * mask).mean()
         tally["confident"] += mask.sum()
         tally["images"] += len(mask)
-        smooth = 0.0 if smoothing is None else smoothing(model, gentle, answer, weight=vat_weight, generator=generator)
+        smooth = 0.0 if smoothing is None else smoothing(model, gentle, answer, vat_weight, generator=generator)
         return supervised + unlabelled_weight * consistency + smooth
 
     return step_loss

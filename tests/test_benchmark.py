@@ -127,3 +127,40 @@ def test_the_cpu_figures_the_prose_quotes_are_the_committed_ones():
     assert f"about {compiling:.0f} s longer, more than the whole second" in decisions and compiling > 1
     # "its epochs were no faster": compiled, no stage's epoch beat the uncompiled one by more than 5%
     assert all(r["epoch_s_compiled"] >= 0.95 * r["epoch_s"] for r in saved["stages"]), "the prose says no faster"
+
+
+def gpu_check(tmp_path, *steps, seconds):
+    """tools/gpu_check.sh run on the CPU (GPU_CHECK_DEVICE=cpu) with this interpreter within ``seconds``,
+    its output to ``tmp_path``."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GPU_CHECK_DEVICE": "cpu", "GPU_CHECK_SECONDS": str(seconds), "OUT": str(tmp_path)}
+    env["PYTHON"] = sys.executable
+    script = ROOT / "tools" / "gpu_check.sh"
+    return subprocess.run(["bash", str(script), *steps], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_the_gpu_check_skips_the_steps_its_time_does_not_allow(tmp_path):
+    """A lent GPU runs for minutes: tools/gpu_check.sh stops within its budget, says what it skipped,
+    and its exit status counts every step that did not pass; a step it does not know stops it first."""
+    out = gpu_check(tmp_path, seconds=0)
+    steps = ["cuda_tests", "gpu_bench", "run", "study", "unit_suite", "notebooks"]
+    assert out.returncode == len(steps), out.stdout + out.stderr
+    for name in steps:
+        assert f"gpu_check {name}: SKIPPED" in out.stdout
+    assert "SKIPPED" in (tmp_path / "gpu_check.log").read_text()
+    wrong = gpu_check(tmp_path, "benchmark", seconds=0)
+    assert wrong.returncode == 1 and "unknown step: benchmark" in wrong.stdout
+
+
+def test_the_gpu_check_stops_a_step_at_its_limit_and_keeps_what_it_finished(tmp_path):
+    """At the budget's end a step is interrupted as by Ctrl-C: the study (3 seeds, minutes on a CPU)
+    reports the runs it finished in its JSON, marked interrupted, and the summary says TIMEOUT."""
+    out = gpu_check(tmp_path, "study", seconds=25)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "gpu_check study: TIMEOUT (25 s)" in out.stdout
+    study = json.loads((tmp_path / "study.json").read_text())
+    assert study["interrupted"] is True and study["seeds"] == [0, 1, 2]
+    assert "===== study" in (tmp_path / "gpu_check.log").read_text()

@@ -24,8 +24,9 @@ is reported, not fatal.
 Before the stages (left out with --quick), the issue's headline figures: the whole ``python -m
 twostage_lib run`` as a process, import and CUDA start included, the same process training no epoch
 (what is not training), and a fresh process's start part by part (``start_up``). The JSON is written
-after each part, so a run cut short keeps what it measured. The data: ``load_mnist``'s (``--data``;
-$TWOSTAGE_DATA names the full files).
+after each part, so a run cut short keeps what it measured; stopped by Ctrl-C (or tools/gpu_check.sh's
+time limit), it ends with the stages measured so far, marked interrupted: a stage cut short is
+dropped, not measured. The data: ``load_mnist``'s (``--data``; $TWOSTAGE_DATA names the full files).
 """
 
 from __future__ import annotations
@@ -155,13 +156,18 @@ def train(stage, model, data, device, epochs, mode):
             return train(stage, model, data, device, epochs, "step by step")
     loop = dict(epochs=epochs, device=device, progress=False, **MODES[mode])
     if stage == "selftrain":
-        return ts.selftrain(model, data, data, overrule=PROPAGATE.overrule, vat=PROPAGATE.vat, **loop)
-    loop["batch_size"] = DEFAULT_BATCH[stage]
-    if stage == "stage1":
-        return ts.train_stage1(model, data, objective="contrastive", lr=RUN.lr, **loop)
-    if stage == "stage2":
-        return ts.train_stage2(model, data, lr=RUN.lr_stage2, **loop)
-    return ts.finetune(model, data, lr=RUN.lr, augment=True, **loop)
+        history = ts.selftrain(model, data, data, overrule=PROPAGATE.overrule, vat=PROPAGATE.vat, **loop)
+    else:
+        loop["batch_size"] = DEFAULT_BATCH[stage]
+        if stage == "stage1":
+            history = ts.train_stage1(model, data, objective="contrastive", lr=RUN.lr, **loop)
+        elif stage == "stage2":
+            history = ts.train_stage2(model, data, lr=RUN.lr_stage2, **loop)
+        else:
+            history = ts.finetune(model, data, lr=RUN.lr, augment=True, **loop)
+    if history.interrupted:  # the loop keeps a Ctrl-C's epochs; here a run cut short is no measurement
+        raise KeyboardInterrupt
+    return history
 
 
 def timed(stage, model, data, device, epochs, mode) -> dict:
@@ -313,7 +319,8 @@ def format_table(result) -> str:
             f"{r['launches_per_step']:.0f} ({r['launches_per_step_step_by_step']:.0f}) | {floor:.0%} | "
             f"{r['graph_speedup']:.2f}x | {r['read_every_step_ratio']:.2f}x |"
         )
-    lines += ["", *compile_table(result["stages"])]
+    if result["stages"]:
+        lines += ["", *compile_table(result["stages"])]
     if "run" in result:
         run, idle = result["run"], result["run_no_epochs"]
         lines += [
@@ -406,9 +413,15 @@ def main(argv=None) -> int:
         }
         result["start_up"] = start_up(device)
         save("the run as a process")
-    for stage in STAGES:
-        result["stages"].append(measure_stage(stage, data, device, args.epochs, args.rounds, not args.no_compile))
-        save(stage)
+    try:
+        for stage in STAGES:
+            result["stages"].append(measure_stage(stage, data, device, args.epochs, args.rounds, not args.no_compile))
+            save(stage)
+    except KeyboardInterrupt:  # Ctrl-C, or tools/gpu_check.sh's time limit: the stages measured so far
+        result["interrupted"] = True
+        save(f"interrupted after {len(result['stages'])} of {len(STAGES)} stages")
+        print(format_table(result))
+        return 130
     print(format_table(result))
     return 0
 

@@ -80,6 +80,30 @@ def test_a_compiler_that_compiles_nothing_is_reported_not_fatal(monkeypatch):
     assert "torch.compile failed in stage2: RuntimeError: torch.compile compiled nothing" in table[-1]
 
 
+def test_a_gpu_benchmark_stopped_keeps_the_stages_it_finished(tmp_path, monkeypatch, capsys):
+    """Ctrl-C, or tools/gpu_check.sh's time limit, while the GPU benchmark trains: the loop keeps the
+    epochs it finished, but a stage cut short is no measurement. The benchmark stops there, its JSON
+    holds the stages measured before, marked interrupted, and their table is printed."""
+    import twostage_lib as ts
+    from benchmarks import gpu
+
+    real = ts.train_stage2
+
+    def stopped(*args, **kwargs):  # the loop's answer to a Ctrl-C: the history so far, marked interrupted
+        history = real(*args, **kwargs)
+        history.interrupted = True
+        return history
+
+    monkeypatch.setattr(ts, "train_stage2", stopped)
+    out = tmp_path / "gpu.json"
+    args = ["--device", "cpu", "--quick", "--no-compile", "--data", "bundled", "--images", "512", "--epochs", "2"]
+    assert gpu.main([*args, "--rounds", "1", "--json", str(out)]) == 130
+    result = json.loads(out.read_text())
+    assert result["interrupted"] is True and [r["stage"] for r in result["stages"]] == ["stage1"]
+    printed = capsys.readouterr().out
+    assert "measured: interrupted after 1 of 4 stages" in printed and gpu.format_table(result) in printed
+
+
 def test_a_fresh_process_s_start_is_timed_part_by_part():
     """The GPU benchmark's account of the process's start (the issue's 4 s for the whole process):
     each part, in a new process, in the order a run meets it."""

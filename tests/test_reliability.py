@@ -5,6 +5,7 @@ lost, that it was not: weights finite and equal to the last good state, the repo
 checkpoint intact.
 """
 
+import gzip
 import json
 import os
 import signal
@@ -230,9 +231,10 @@ def test_a_wrong_pixel_byte_in_the_real_mnist_files_is_caught(tmp_path):
         pytest.skip("needs the full MNIST raw files (TWOSTAGE_DATA)")
     dst = tmp_path / "MNIST" / "raw"
     dst.mkdir(parents=True)
-    for name in os.listdir(src):
-        if not name.endswith(".gz"):
-            (dst / name).write_bytes((src / name).read_bytes())
+    for stem in (stem for pair in ts.mnist._FILES.values() for stem in pair):  # extracted, from the .gz if need be
+        plain = src / stem
+        data = plain.read_bytes() if plain.is_file() else gzip.decompress((src / f"{stem}.gz").read_bytes())
+        (dst / stem).write_bytes(data)
     raw = bytearray((dst / "t10k-images-idx3-ubyte").read_bytes())
     raw[5000] ^= 0x01  # one bit of one pixel
     (dst / "t10k-images-idx3-ubyte").write_bytes(bytes(raw))

@@ -8,11 +8,13 @@
 #   bash tools/gpu_check.sh [STEP...]       (default: every step, in this order)
 # Steps: cuda_tests (the CUDA unit tests); gpu_bench (benchmarks/gpu.py: the recorded graph, step by
 # step, torch.compile, the whole run as a process); run (the pipeline on CUDA); study (the label study,
-# 3 seeds, every default method: stopped like a Ctrl-C at its limit, it reports the runs it finished);
+# 3 seeds, every default method: at its limit it reports the runs it finished);
 # unit_suite (the whole unit suite with the GPU present); notebooks (every notebook executed on CUDA,
 # device="auto" picks it as on a Colab GPU runtime, its Checks included).
 # Time: the whole check stops within GPU_CHECK_SECONDS (default 540: a device call runs at most 600 s);
-# each step has its own limit too (LIMITS below), and a step with under 20 s left is skipped.
+# each step has its own limit too (LIMITS below), and a step with under 20 s left is skipped. At its
+# limit, a step is interrupted as by Ctrl-C (the library's commands: they report what they finished)
+# or ended (the tests and notebooks: their log names each one as it ends).
 # What comes back: $OUT/gpu.json, $OUT/study.json and one log of every step, $OUT/gpu_check.log (the
 # device tool brings back at most 8 files). PYTHON: the interpreter (default python3). GPU_CHECK_DEVICE=cpu
 # runs the same steps on the CPU (to try the script itself). Exit status: the number of steps that did
@@ -26,6 +28,10 @@ wheels="${GPU_CHECK_WHEELS:-.whl}"
 out="${OUT:-/tmp}"
 log="${out}/gpu_check.log"
 declare -A LIMITS=([install]=90 [cuda_tests]=150 [gpu_bench]=240 [run]=60 [study]=200 [unit_suite]=400 [notebooks]=400)
+# how a step is stopped at its limit: the library's commands take an interrupt as a Ctrl-C and report what they
+# finished; the tests and the notebooks are ended (TERM), for the code under test keeps a Ctrl-C's work and
+# goes on, and an interrupted test would read as a failure: their logs list each test or notebook as it ends
+declare -A STOP=([gpu_bench]=INT [run]=INT [study]=INT)
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg TWOSTAGE_CHECKPOINTS="${TMPDIR:-/tmp}/twostage-gpu-checkpoints"
 if [ -z "${TWOSTAGE_DATA:-}" ] && [ -d .mnist/MNIST/raw ]; then export TWOSTAGE_DATA="$PWD/.mnist"; fi
 summary=()
@@ -43,17 +49,18 @@ step() {  # step NAME COMMAND...: run it within its limit and what is left of th
   fi
   echo "===== ${name} (limit ${limit} s): $*" >>"$log"
   local first=$(($(wc -l <"$log") + 1))
-  # at the limit, an interrupt: the library's commands then stop after the current step and report
-  # what they finished; killed 20 s later if still running
-  timeout -s INT -k 20 "$limit" "$@" >>"$log" 2>&1
+  # at the limit, the step's signal (STOP); killed 20 s later if still running
+  timeout -s "${STOP[$name]:-TERM}" -k 20 "$limit" "$@" >>"$log" 2>&1
   case $? in
     0) verdict=PASS ;;
     124 | 137) verdict="TIMEOUT (${limit} s)" ;;
     *) verdict=FAIL ;;
   esac
   [ "$verdict" = PASS ] || missed=$((missed + 1))
-  local last
-  last="$(tail -n "+${first}" "$log" | grep -v '^\s*$' | tail -1 | cut -c1-150)"
+  local last  # pytest's count of passed and failed if the step printed one (pytest may print more after it), else its last line
+  last="$(tail -n "+${first}" "$log" | grep -E '[0-9]+ (passed|failed|errors?)\b.* in [0-9.]+s' | tail -1)"
+  [ -n "$last" ] || last="$(tail -n "+${first}" "$log" | grep -v '^\s*$' | tail -1)"
+  last="$(echo "$last" | sed -E 's/^=+ //; s/ =+$//' | cut -c1-150)"
   summary+=("gpu_check ${name}: ${verdict} in $((SECONDS - start)) s: ${last}")
   echo "${summary[-1]}"
   [ "$verdict" = PASS ] || tail -n "+${first}" "$log" | tail -30
@@ -76,7 +83,7 @@ if [ -d "$wheels" ] && ! "$python" -c "import nbclient, nbval, ipykernel, ipywid
 fi
 for name in "${steps[@]}"; do
   case $name in
-    cuda_tests) step cuda_tests "$python" -m pytest tests -q -p no:cacheprovider -k cuda ;;
+    cuda_tests) step cuda_tests "$python" -m pytest tests -v -p no:cacheprovider -k cuda ;;
     # the GPU figures (benchmarks/README.md, "The GPU"): the whole run as a process, per-stage epochs,
     # the launch floor, graph or compiler
     gpu_bench) step gpu_bench "$python" -m benchmarks.gpu --device "$device" --json "${out}/gpu.json" ;;
@@ -84,7 +91,7 @@ for name in "${steps[@]}"; do
     study) step study "$python" -m twostage_lib compare --device "$device" --seeds 0 1 2 --json "${out}/study.json" ;;
     # left out: what builds environments from PyPI or resolves against it (a GPU machine may have no
     # network: the Colab and floor environments, the wheel build, the pin resolution) and the browser
-    unit_suite) step unit_suite "$python" -m pytest tests -q -p no:cacheprovider --ignore=tests/test_colab.py \
+    unit_suite) step unit_suite "$python" -m pytest tests -v -p no:cacheprovider --ignore=tests/test_colab.py \
       --ignore=tests/test_floors.py --ignore=tests/test_browser.py --ignore=tests/test_packaging.py -k "not resolve" ;;
     notebooks) step notebooks "$python" tools/execute_notebooks.py --check-only ;;
   esac

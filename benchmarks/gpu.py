@@ -49,7 +49,8 @@ from twostage_lib.recipe import PROPAGATE, RUN, SELFTRAIN
 from twostage_lib.runtime import describe_machine, select_device
 
 HERE = Path(__file__).resolve().parent
-STAGES = ("stage1", "stage2", "finetune", "selftrain")
+RUN_STAGES = ("stage1", "stage2", "finetune")  # what `python -m twostage_lib run` trains
+STAGES = (*RUN_STAGES, "selftrain")
 MODES = {  # the loop's settings for each way of running a step
     "graph": dict(read_every_step=False, cuda_graph=True),
     "step by step": dict(read_every_step=False, cuda_graph=False),
@@ -265,7 +266,7 @@ def measure_stage(stage, data, device, epochs, rounds, compiled=True) -> dict:
             except Exception as exc:  # the compiler's failure is a finding; the other ways still count
                 if mode != "compiled":
                     raise
-                compile_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                compile_error = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
     steps = math.ceil(len(data.train) / batch)
     epoch = {mode: statistics.median(r["epoch_s"] for r in runs[mode]) for mode in MODES if runs[mode]}
     median = {
@@ -359,7 +360,7 @@ def compile_table(stages) -> list:
             f"{seconds(r['epoch_s'])} / {compiled[1]} | {seconds(stage['graph'])} / "
             f"{seconds(stage['step by step'])} / {compiled[2]} |"
         )
-    run = [r for r in stages if r["stage"] in ("stage1", "stage2", "finetune")]
+    run = [r for r in stages if r["stage"] in RUN_STAGES]
     total = {m: sum(r["stage_s"].get(m, math.nan) for r in run) for m in ("graph", "step by step", "compiled")}
     lines += [
         "",
@@ -405,12 +406,12 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
         print(f"measured: {done}", flush=True)
 
+    def process(*options):  # `python -m twostage_lib run` as a process: its figures, less the table
+        return {k: v for k, v in run_process("--device", str(device), *options).items() if k != "table"}
+
     if not args.quick:  # the headline figures first: the whole process, then the same without training
-        result["run"] = {k: v for k, v in run_process("--device", str(device)).items() if k != "table"}
-        no_epochs = [x for s in ("stage1", "stage2", "finetune") for x in (f"--epochs-{s}", "0")]
-        result["run_no_epochs"] = {
-            k: v for k, v in run_process("--device", str(device), *no_epochs).items() if k != "table"
-        }
+        result["run"] = process()
+        result["run_no_epochs"] = process(*(a for s in RUN_STAGES for a in (f"--epochs-{s}", "0")))
         result["start_up"] = start_up(device)
         save("the run as a process")
     try:

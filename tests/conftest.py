@@ -1,3 +1,5 @@
+import gzip
+
 import pytest
 import torch
 
@@ -10,6 +12,18 @@ def full_root():
     """The folder holding MNIST/raw/ with the full files ($TWOSTAGE_DATA, which `make test` sets), or None."""
     folder = ts.mnist.full_data_dir()
     return None if folder is None else folder.parents[1]
+
+
+def extracted_full(folder):
+    """``folder``, now holding the full MNIST files extracted in ``MNIST/raw/`` (as torchvision reads
+    them, and as a test that changes one byte needs them), from the plain or .gz files $TWOSTAGE_DATA
+    holds (tools/gpu_data.sh carries the .gz alone)."""
+    raw = folder / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for stem in (stem for pair in ts.mnist._FILES.values() for stem in pair):
+        found = ts.mnist._find(ts.mnist.full_data_dir(), stem)
+        (raw / stem).write_bytes(gzip.decompress(found.read_bytes()) if found.suffix == ".gz" else found.read_bytes())
+    return folder
 
 
 needs_full = pytest.mark.skipif(

@@ -2,6 +2,9 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch.nn as nn
@@ -156,10 +159,6 @@ def test_the_cpu_figures_the_prose_quotes_are_the_committed_ones():
 def gpu_check(tmp_path, *steps, seconds):
     """tools/gpu_check.sh run on the CPU (GPU_CHECK_DEVICE=cpu) with this interpreter within ``seconds``,
     its output to ``tmp_path``."""
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "GPU_CHECK_DEVICE": "cpu", "GPU_CHECK_SECONDS": str(seconds), "OUT": str(tmp_path)}
     env["PYTHON"] = sys.executable
     script = ROOT / "tools" / "gpu_check.sh"

@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import full_root, needs_full
+from conftest import extracted_full, full_root, needs_full
 
 import twostage_lib as ts
 from twostage_lib import mnist as M
@@ -43,21 +43,12 @@ def test_bundled_subset_is_stratified_real_mnist(bundled):
 
 @needs_full
 def test_full_loader_matches_torchvision_exactly(tmp_path):
-    """Our reader against torchvision's. torchvision reads only the extracted files: where the
-    folder holds the .gz files alone (ours reads those; tools/gpu_data.sh carries only them), they
-    are extracted for it into a temporary folder."""
+    """Our reader against torchvision's, which reads only extracted files (extracted_full)."""
     from torchvision import datasets
 
     splits = ts.load_mnist(full_root(), source="full", verbose=False)
     assert splits.source == "full"
-    reference, src = full_root(), full_root() / "MNIST" / "raw"
-    stems = [stem for pair in M._FILES.values() for stem in pair]
-    if not all((src / stem).is_file() for stem in stems):
-        reference = tmp_path
-        (tmp_path / "MNIST" / "raw").mkdir(parents=True)
-        for stem in stems:
-            with gzip.open(src / f"{stem}.gz") as packed:
-                (tmp_path / "MNIST" / "raw" / stem).write_bytes(packed.read())
+    reference = extracted_full(tmp_path)
     for train, ours in ((True, splits.train), (False, splits.test)):
         ref = datasets.MNIST(str(reference), train=train, download=False)
         assert torch.equal(ours.images, ref.data)

@@ -5,7 +5,6 @@ lost, that it was not: weights finite and equal to the last good state, the repo
 checkpoint intact.
 """
 
-import gzip
 import json
 import os
 import signal
@@ -14,6 +13,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import extracted_full
 
 import twostage_lib as ts
 from twostage_lib.__main__ import main
@@ -226,15 +226,9 @@ def test_a_corrupt_label_byte_is_caught_and_named(tmp_path):
 
 def test_a_wrong_pixel_byte_in_the_real_mnist_files_is_caught(tmp_path):
     """Pixel bytes have no invalid values, so the real MNIST files are checked against their checksums."""
-    src = ts.mnist.full_data_dir()
-    if src is None:
+    if ts.mnist.full_data_dir() is None:
         pytest.skip("needs the full MNIST raw files (TWOSTAGE_DATA)")
-    dst = tmp_path / "MNIST" / "raw"
-    dst.mkdir(parents=True)
-    for stem in (stem for pair in ts.mnist._FILES.values() for stem in pair):  # extracted, from the .gz if need be
-        plain = src / stem
-        data = plain.read_bytes() if plain.is_file() else gzip.decompress((src / f"{stem}.gz").read_bytes())
-        (dst / stem).write_bytes(data)
+    dst = extracted_full(tmp_path) / "MNIST" / "raw"
     raw = bytearray((dst / "t10k-images-idx3-ubyte").read_bytes())
     raw[5000] ^= 0x01  # one bit of one pixel
     (dst / "t10k-images-idx3-ubyte").write_bytes(bytes(raw))

@@ -44,7 +44,7 @@ step() {  # step NAME COMMAND...: run it within its limit and what is left of th
   if [ "$limit" -lt 20 ]; then
     summary+=("gpu_check ${name}: SKIPPED: ${limit} s left of ${budget} s")
     missed=$((missed + 1))
-    echo "${summary[-1]}" | tee -a "$log"
+    echo "${summary[-1]}"
     return
   fi
   echo "===== ${name} (limit ${limit} s): $*" >>"$log"
